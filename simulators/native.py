@@ -391,6 +391,13 @@ class NativeBackend:
         """Computational-basis probabilities ``(B, 2**n)`` of the final state."""
         return ops.probabilities(self.state(circuit, weights, x))
 
+    def plan(self, circuit: Circuit, device="cpu", dtype=torch.float32) -> list:
+        """The batch operations a forward runs (strategy resolved), e.g. for cost counting."""
+        w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
+        x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
+        with torch.no_grad():
+            return self._prepare(circuit, w, x)[0].ops
+
     def _prepare(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor, keep_trailing: bool = False):
         if not isinstance(circuit, Circuit):
             raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
