@@ -18,6 +18,14 @@ from qlite.layers import QIREN
 log = logging.getLogger(__name__)
 
 
+def backend_options(spec: str) -> dict:
+    """``"auto"`` / ``"dense"`` / ``"factored"`` (unfused), ``"fused:<precision>"``."""
+    if spec.startswith("fused"):
+        _, _, prec = spec.partition(":")
+        return {"fused": True, "precision": prec or "tf32x3"}
+    return {"strategy": spec, "fused": False if spec != "auto" else "auto"}
+
+
 def _data(points: int, device, generator: torch.Generator):
     x = torch.rand(points, 2, generator=generator) * 2 - 1
     y = torch.rand(points, 1, generator=generator) * 2 - 1
@@ -46,7 +54,7 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
         x, y = _data(p, device, g)
         for strategy in strategies:
             torch.manual_seed(seed)
-            model = QIREN(2, 1, strategy=strategy).to(device)
+            model = QIREN(2, 1, **backend_options(strategy)).to(device)
             t = time_call(training_step(model, x, y), device, repeats=repeats, warmup=2, max_seconds=max_seconds)
             rows.append(_row("qlite", 8, p, t, model, ceil, strategy))
             log.info("qlite 8 qubits %d points (%s): %.2f ms", p, strategy, t["ms"])
@@ -62,10 +70,10 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
     x, y = _data(qubit_points, device, g)
     for n in qubits:
         for strategy in strategies:
-            if strategy == "dense" and n > 11:
-                continue  # 2**n x 2**n products: hours, not a contender
+            if (strategy == "dense" and n > 11) or (strategy.startswith("fused") and not 8 <= n <= 12):
+                continue  # dense 2**n x 2**n products: not a contender; fused: 8 to 12 qubits only
             torch.manual_seed(seed)
-            model = QIREN(2, 1, hidden_features=n, strategy=strategy).to(device)
+            model = QIREN(2, 1, hidden_features=n, **backend_options(strategy)).to(device)
             try:
                 t = time_call(training_step(model, x, y), device, repeats=repeats, warmup=1, max_seconds=max_seconds)
             except (ValueError, torch.OutOfMemoryError) as err:  # too large for this device: say so
@@ -137,3 +145,34 @@ def strategy_sweep(qubits=range(2, 13), batches=(1024, 65536), device="cpu", chu
                 rows.append({"qubits": n, "batch": b, "strategy": strategy, "chunk": chunk, **t})
                 log.info("sweep n=%d B=%d %s chunk=%s: %.3f ms", n, b, strategy, chunk, t["ms"])
     return {"machine": machine_info(device), "rows": rows}
+
+
+def fused_accuracy(device="cuda", qubits=(8, 10, 12), batch: int = 256, seed: int = 0) -> list[dict]:
+    """Largest errors of the fused kernels (each precision) and of the unfused float32 path against
+    the unfused float64 path: values and gradients of weights and inputs."""
+    from qlite.simulators import NativeBackend, reuploading_circuit
+
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for n in qubits:
+        c = reuploading_circuit(n, 2, 2, "cz", "rz")
+        w64 = (torch.rand(c.n_weights, generator=g, dtype=torch.float64) * 6.283).to(device)
+        x64 = (torch.rand(batch, n, generator=g, dtype=torch.float64) * 4 - 2).to(device)
+        lw = torch.linspace(0.5, 1.5, n, device=device, dtype=torch.float64)
+
+        def grads(backend, dtype):
+            w = w64.to(dtype).requires_grad_()
+            x = x64.to(dtype).requires_grad_()
+            out = backend(c, w, x)
+            gw, gx = torch.autograd.grad((out * lw.to(dtype)).sum() + (out**2).sum(), (w, x))
+            return out.double(), gw.double(), gx.double()
+
+        ref = grads(NativeBackend(strategy="factored", fused=False), torch.float64)
+        cases = [("unfused", NativeBackend(strategy="factored", fused=False))]
+        cases += [(f"fused:{p}", NativeBackend(fused=True, precision=p)) for p in ("ieee", "tf32x3", "tf32")]
+        for name, backend in cases:
+            got = grads(backend, torch.float32)
+            errs = [float((a - b).abs().max()) for a, b in zip(got, ref)]
+            rows.append({"qubits": n, "impl": name, "value_err": errs[0], "grad_w_err": errs[1], "grad_x_err": errs[2]})
+            log.info("accuracy n=%d %s: %s", n, name, errs)
+    return rows

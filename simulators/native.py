@@ -21,6 +21,7 @@ import os
 
 import torch
 
+from . import fused as fused_path
 from . import ops
 from .circuit import Circuit, PauliWord
 from .compile import Program, compile_circuit
@@ -208,14 +209,22 @@ class NativeBackend:
 
     name = "torch"
 
-    def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True):
+    def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True,
+                 fused="auto", precision: str = "tf32x3"):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        if fused not in ("auto", True, False):
+            raise ValueError(f"fused must be 'auto', True or False, got {fused!r}")
+        if precision not in fused_path.PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {fused_path.PRECISIONS}")
         self.strategy = strategy
         self.chunk = chunk
         self.check_memory = check_memory
+        self.fused = fused
+        self.precision = precision
+        self._plans: dict = {}
         self._programs: dict[Circuit, Program] = {}
         self._layouts: dict = {}
 
@@ -262,6 +271,17 @@ class NativeBackend:
     # -- the forward ---------------------------------------------------------------------------
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Expectation values ``(B, n_obs)`` for inputs ``x`` of shape ``(B, n_inputs)``."""
+        if self._fused_eligible(circuit, weights):
+            run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="factored")
+            key = (circuit, str(weights.device))
+            if key not in self._plans:
+                self._plans[key] = fused_path.plan(run.c, run.ops, circuit.n_qubits, weights.device)
+            plan = self._plans[key]
+            if plan is not None:
+                return fused_path.expvals(plan, run.c, xx, psi0, tensors[:2], self.precision)
+            if self.fused is True:
+                raise ValueError("fused=True but this circuit is not a uniform re-uploading program the fused "
+                                 "kernel runs (see qlite.simulators.fused); use fused='auto'")
         run, x, psi0, tensors, strategy = self._prepare(circuit, weights, x)
         if strategy == "autograd":
             return run.measure(run.forward(x, psi0, tensors))
@@ -284,7 +304,16 @@ class NativeBackend:
         with torch.no_grad():
             return self._prepare(circuit, w, x)[0].ops
 
-    def _prepare(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor, keep_trailing: bool = False):
+    def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
+        if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
+            return False
+        if not 8 <= circuit.n_qubits <= 12:
+            return False
+        on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
+        return on_device and fused_path.available()
+
+    def _prepare(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor, keep_trailing: bool = False,
+                 strategy: str | None = None):
         if not isinstance(circuit, Circuit):
             raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
         if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
@@ -295,7 +324,7 @@ class NativeBackend:
         device, rdtype = weights.device, weights.dtype
         cdtype = complex_dtype(rdtype)
         x = x.to(rdtype)
-        strategy = self.strategy if self.strategy != "auto" else default_strategy(n, device)
+        strategy = strategy or (self.strategy if self.strategy != "auto" else default_strategy(n, device))
         dense = strategy in ("dense", "autograd")
         training = torch.is_grad_enabled() and (weights.requires_grad or x.requires_grad)
         if self.check_memory:  # before compiling: the compiled program alone holds O(2**n) indices
