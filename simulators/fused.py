@@ -7,7 +7,8 @@ measurement, and the backward keeps the state and the adjoint on chip through ev
 It applies to the programs the QIREN layers compile to ("uniform" programs): after ``S_0 |0>``,
 each encoding is followed by the same number of sub-layers, each a Kronecker layer split into the
 two halves of the wires, then an optional +-1 diagonal (a CZ ring); all observables are the single
-wires' ``Z`` in order; float32; 4 to 6 wires per half (8 to 12 qubits). Anything else runs on the
+wires' ``Z`` in order; float32; 8 to 11 qubits (a 12-qubit state, 4096 amplitudes per sample,
+needs more shared memory than the backward kernel can have). Anything else runs on the
 unfused path. ``precision`` picks Triton's ``tl.dot`` mode: ``"ieee"`` (full float32 products),
 ``"tf32x3"`` (three TF32 products, close to float32) or ``"tf32"`` (one TF32 product, ~1e-3).
 """
@@ -49,8 +50,10 @@ class FusedPlan:
 
     @property
     def block(self) -> int:
-        """Samples per program: about 4096 amplitudes on chip per plane."""
-        return max(1, 4096 >> (self.nh + self.nl))
+        """Samples per program: 2048 amplitudes on chip per plane. The backward's shared memory
+        grows with the tile (~125 KB at 8 qubits x 8 samples, compiled for sm_90); 4096 amplitudes
+        overflow the 227 KB of an H100 beyond 8 qubits."""
+        return max(1, 2048 >> (self.nh + self.nl))
 
 
 def plan(lay, run_ops, n_qubits: int, device) -> FusedPlan | None:
@@ -58,7 +61,7 @@ def plan(lay, run_ops, n_qubits: int, device) -> FusedPlan | None:
     if len(lay.chunks) != 2:
         return None
     (s0, nh), (s1, nl) = lay.chunks
-    if s0 != 0 or s1 != nh or not (4 <= nh <= 6 and 4 <= nl <= 6):
+    if s0 != 0 or s1 != nh or not (4 <= nh <= 5 and 4 <= nl <= 6):
         return None
     if len(lay.groups) != 1:
         return None

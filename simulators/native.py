@@ -307,7 +307,7 @@ class NativeBackend:
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
             return False
-        if not 8 <= circuit.n_qubits <= 12:
+        if not 8 <= circuit.n_qubits <= 11:
             return False
         on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
         return on_device and fused_path.available()
