@@ -47,16 +47,20 @@ class FusedPlan:
     kl_ids: list
     diag: torch.Tensor  # (NOPS, H, L) float32, +-1 or 1
     pre: torch.Tensor  # (NSEG, H, L) float32
-
-    @property
-    def block(self) -> int:
-        """Samples per program: 2048 amplitudes on chip per plane. The backward's shared memory
-        grows with the tile (~125 KB at 8 qubits x 8 samples, compiled for sm_90); 4096 amplitudes
-        overflow the 227 KB of an H100 beyond 8 qubits."""
-        return max(1, 2048 >> (self.nh + self.nl))
+    kh_index: torch.Tensor  # kh_ids on the device, identity mapped past the layers
+    kl_index: torch.Tensor
+    block: int = 0  # samples per program
+    warps: int = 8
 
 
-def plan(lay, run_ops, n_qubits: int, device) -> FusedPlan | None:
+def default_block(n_qubits: int) -> int:
+    """Samples per program: 2048 amplitudes on chip per plane. The backward's shared memory grows
+    with the tile (~125 KB at 8 qubits x 8 samples, compiled for sm_90); 4096 amplitudes overflow
+    the 227 KB of an H100 beyond 8 qubits."""
+    return max(1, 2048 >> n_qubits)
+
+
+def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: int = 8) -> FusedPlan | None:
     """The uniform structure of ``run_ops``, or None where the fused kernel does not apply."""
     if len(lay.chunks) != 2:
         return None
@@ -103,15 +107,17 @@ def plan(lay, run_ops, n_qubits: int, device) -> FusedPlan | None:
             kh.append(-1 if hi is None else hi)
             kl.append(-1 if lo is None else lo)
             diag.append(ones if dg is None else dg.float().reshape(h, l_))
-    return FusedPlan(nh, nl, len(segs), sub, kh, kl, torch.stack(diag).contiguous(), torch.stack(pre).contiguous())
+    n_layers = max(1, len(lay.wire_index))
+    index = [torch.tensor([n_layers if i < 0 else i for i in ids], device=device) for ids in (kh, kl)]
+    return FusedPlan(nh, nl, len(segs), sub, kh, kl, torch.stack(diag).contiguous(), torch.stack(pre).contiguous(),
+                     index[0], index[1], block or default_block(n_qubits), warps)
 
 
-def _stack(mats: torch.Tensor, ids: list) -> torch.Tensor:
-    """Rows of ``mats`` (NL, k, k) in run order; -1 picks the identity."""
+def _stack(mats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows of ``mats`` (NL, k, k) in run order; an index past the end picks the identity."""
     k = mats.shape[-1]
     bank = torch.cat((mats, torch.eye(k, dtype=mats.dtype, device=mats.device)[None]))
-    idx = torch.tensor([len(mats) if i < 0 else i for i in ids], device=mats.device)
-    return bank[idx]
+    return bank[index]
 
 
 def _planes(z: torch.Tensor):
@@ -138,7 +144,7 @@ class _Fused(torch.autograd.Function):
         si = torch.empty_like(sr) if store else out
         K.fused_forward[(nblocks,)](a, p0r, p0i, khr, khi, klr, kli, p.diag, p.pre, out, sr, si, bp,
                                     NH=p.nh, NL=p.nl, BS=bs, NSEG=p.nseg, SUB=p.sub, STORE=store,
-                                    PREC=precision, num_warps=8)
+                                    PREC=precision, num_warps=p.warps)
         if store:
             ctx.save_for_backward(a, khr, khi, klr, kli, sr, si)
         ctx.meta = (p, precision, b, nblocks)
@@ -168,7 +174,7 @@ class _Fused(torch.autograd.Function):
         gp0i = torch.zeros_like(gp0r)
         K.fused_backward[(nprog,)](a, gp, khr, khi, klr, kli, p.diag, p.pre, sr, si, ga, gkhr, gkhi, gklr, gkli,
                                    gp0r, gp0i, bp, nblocks, NH=p.nh, NL=p.nl, BS=p.block, NSEG=p.nseg,
-                                   SUB=p.sub, PREC=precision, num_warps=8)
+                                   SUB=p.sub, PREC=precision, num_warps=p.warps)
         # torch's gradient of a complex tensor is 2 * dL/d conj(z)
         g_psi0 = 2 * torch.complex(gp0r.sum(0), gp0i.sum(0)).reshape(-1)
         g_kh = 2 * torch.complex(gkhr.sum(0), gkhi.sum(0))
@@ -179,7 +185,7 @@ class _Fused(torch.autograd.Function):
 def expvals(p: FusedPlan, lay, x: torch.Tensor, psi0: torch.Tensor, chunk_mats, precision: str) -> torch.Tensor:
     """``(B, n)`` expectation values through the fused kernels (differentiable)."""
     n = lay.n
-    angles = torch.stack([ops.wire_angles(x, wires, index, scale, n) for wires, index, scale, _ in lay.encodings])
-    kh = _stack(chunk_mats[0], p.kh_ids)
-    kl = _stack(chunk_mats[1], p.kl_ids)
+    angles = torch.stack([ops.wire_angles(x, *enc[:3], n) for enc in lay.encodings])
+    kh = _stack(chunk_mats[0], p.kh_index)
+    kl = _stack(chunk_mats[1], p.kl_index)
     return _Fused.apply(angles, psi0, kh, kl, p, precision)
