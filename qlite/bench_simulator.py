@@ -12,14 +12,16 @@ import logging
 
 import torch
 
-from qlite.bench import ceilings, machine_info, quantum_model_cost, time_call, training_step
+from qlite.bench import ceilings, graphed_training_step, machine_info, quantum_model_cost, time_call, training_step
 from qlite.layers import QIREN
 
 log = logging.getLogger(__name__)
 
 
 def backend_options(spec: str) -> dict:
-    """``"auto"`` / ``"dense"`` / ``"factored"`` (unfused), ``"fused:<precision>"``."""
+    """``"auto"`` / ``"dense"`` / ``"factored"`` (unfused), ``"fused:<precision>"``; a ``+graph``
+    suffix (handled by the caller) replays the step as a CUDA graph."""
+    spec = spec.removesuffix("+graph")
     if spec.startswith("fused"):
         _, _, prec = spec.partition(":")
         return {"fused": True, "precision": prec or "tf32x3"}
@@ -56,7 +58,8 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
             torch.manual_seed(seed)
             model = QIREN(2, 1, **backend_options(strategy)).to(device)
             try:
-                t = time_call(training_step(model, x, y), device, repeats=repeats, warmup=2, max_seconds=max_seconds)
+                make = graphed_training_step if strategy.endswith("+graph") else training_step
+                t = time_call(make(model, x, y), device, repeats=repeats, warmup=2, max_seconds=max_seconds)
             except Exception as err:  # a benchmark reports a failing variant instead of stopping
                 rows.append({"impl": "qlite", "qubits": 8, "points": p, "strategy": strategy,
                              "error": f"{type(err).__name__}: {str(err)[:100]}"})
@@ -81,7 +84,8 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
             torch.manual_seed(seed)
             model = QIREN(2, 1, hidden_features=n, **backend_options(strategy)).to(device)
             try:
-                t = time_call(training_step(model, x, y), device, repeats=repeats, warmup=1, max_seconds=max_seconds)
+                make = graphed_training_step if strategy.endswith("+graph") else training_step
+                t = time_call(make(model, x, y), device, repeats=repeats, warmup=1, max_seconds=max_seconds)
             except Exception as err:  # too large for this device, or a failing variant: say so
                 rows.append({"impl": "qlite", "qubits": n, "points": qubit_points, "strategy": strategy,
                              "error": f"{type(err).__name__}: {str(err).split(';')[0][:100]}"})
@@ -188,3 +192,45 @@ def fused_accuracy(device="cuda", qubits=(8, 10, 11), batch: int = 256, seed: in
             rows.append({"qubits": n, "impl": name, "value_err": errs[0], "grad_w_err": errs[1], "grad_x_err": errs[2]})
             log.info("accuracy n=%d %s: %s", n, name, errs)
     return rows
+
+
+def tune_fused(device="cuda", qubits: int = 8, batch: int = 65536, blocks=(4, 8, 16), warps=(4, 8),
+               precisions=("ieee", "tf32"), repeats: int = 10) -> list[dict]:
+    """Forward and forward + backward of one fused QIREN layer per (block, warps, precision)."""
+    from qlite.layers import QuantumLayer
+
+    rows = []
+    x = torch.rand(batch, qubits, device=device, requires_grad=True)
+    for prec in precisions:
+        for bs in blocks:
+            for nw in warps:
+                torch.manual_seed(0)
+                layer = QuantumLayer(qubits, fused=True, precision=prec, fused_block=bs, fused_warps=nw).to(device)
+                row = {"qubits": qubits, "batch": batch, "precision": prec, "block": bs, "warps": nw}
+                try:
+                    with torch.no_grad():
+                        row["fwd_ms"] = time_call(lambda: layer(x), device, repeats=repeats)["ms"]
+                    row["fwd_bwd_ms"] = time_call(lambda: layer(x).sum().backward(), device, repeats=repeats)["ms"]
+                except Exception as err:
+                    row["error"] = f"{type(err).__name__}: {str(err)[:90]}"
+                log.info("tune %s", row)
+                rows.append(row)
+    return rows
+
+
+def kernel_profile(spec: str = "fused:ieee", points: int = 65536, device="cuda", rows: int = 15) -> str:
+    """The CUDA kernels of one QIREN training step, by total device time (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(0)
+    x, y = _data(points, device, g)
+    model = QIREN(2, 1, **backend_options(spec)).to(device)
+    step = training_step(model, x, y)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows)
