@@ -15,7 +15,7 @@ from qlite.bench_simulator import fused_accuracy
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--qubits", type=int, nargs="+", default=[8, 10, 11])
+    ap.add_argument("--qubits", type=int, nargs="+", default=[8, 9, 10])
     ap.add_argument("--out", default="experiments/results")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

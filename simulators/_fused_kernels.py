@@ -85,8 +85,8 @@ def fused_forward(A, P0R, P0I, KHR, KHI, KLR, KLI, DG, PRE, OUT, SR, SI, B,
         tl.store(OUT + b_idx * N + w, tl.sum(p_h * _zsign(hh, NH, w)[:, None], axis=0))
     for w in tl.static_range(NL):
         tl.store(OUT + b_idx * N + NH + w, tl.sum(p_l * _zsign(ll, NL, w)[None, :], axis=1))
-    if STORE:
-        off = pid * (H * BS * L) + (hh[:, None, None] * BS + bb[None, :, None]) * L + ll[None, None, :]
+    if STORE:  # per sample contiguous (B, H, L): the backward may use another block size
+        off = (b_idx[None, :, None] * H + hh[:, None, None]) * L + ll[None, None, :]
         tl.store(SR + off, sr)
         tl.store(SI + off, si)
 
@@ -111,7 +111,7 @@ def fused_backward(A, G, KHR, KHI, KLR, KLI, DG, PRE, SR, SI, GA, GKHR, GKHI, GK
     ll2 = ll[:, None] * L + ll[None, :]
     for blk in range(pid, NBLOCKS, nprog):
         b_idx = blk * BS + bb
-        off = blk * (H * BS * L) + (hh[:, None, None] * BS + bb[None, :, None]) * L + ll[None, None, :]
+        off = (b_idx[None, :, None] * H + hh[:, None, None]) * L + ll[None, None, :]
         pr = tl.load(SR + off)
         pi = tl.load(SI + off)
         # phi = psi * sum_w g_w z_w

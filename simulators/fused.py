@@ -7,8 +7,8 @@ measurement, and the backward keeps the state and the adjoint on chip through ev
 It applies to the programs the QIREN layers compile to ("uniform" programs): after ``S_0 |0>``,
 each encoding is followed by the same number of sub-layers, each a Kronecker layer split into the
 two halves of the wires, then an optional +-1 diagonal (a CZ ring); all observables are the single
-wires' ``Z`` in order; float32; 8 to 11 qubits (a 12-qubit state, 4096 amplitudes per sample,
-needs more shared memory than the backward kernel can have). Anything else runs on the
+wires' ``Z`` in order; float32; 8 to 10 qubits (beyond, one sample's state and adjoint need more
+shared memory than the backward kernel can have on an H100 / H200). Anything else runs on the
 unfused path. ``precision`` picks Triton's ``tl.dot`` mode: ``"ieee"`` (full float32 products),
 ``"tf32x3"`` (three TF32 products, close to float32) or ``"tf32"`` (one TF32 product, ~1e-3).
 """
@@ -49,14 +49,19 @@ class FusedPlan:
     pre: torch.Tensor  # (NSEG, H, L) float32
     kh_index: torch.Tensor  # kh_ids on the device, identity mapped past the layers
     kl_index: torch.Tensor
-    block: int = 0  # samples per program
+    block: int = 0  # samples per program, forward
     warps: int = 8
+
+    @property
+    def back_block(self) -> int:
+        """The backward holds twice the state (state and adjoint): half the forward's block."""
+        return max(1, self.block // 2)
 
 
 def default_block(n_qubits: int) -> int:
-    """Samples per program: 2048 amplitudes on chip per plane. The backward's shared memory grows
-    with the tile (~125 KB at 8 qubits x 8 samples, compiled for sm_90); 4096 amplitudes overflow
-    the 227 KB of an H100 beyond 8 qubits."""
+    """Samples per program in the forward: 2048 amplitudes on chip per plane. Larger tiles spill
+    registers and overflow the 227 KB of shared memory of an H100 / H200 in the backward (measured
+    on an H200, 2026-11-26: experiments/results/tune_fused.md)."""
     return max(1, 2048 >> n_qubits)
 
 
@@ -65,7 +70,7 @@ def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: i
     if len(lay.chunks) != 2:
         return None
     (s0, nh), (s1, nl) = lay.chunks
-    if s0 != 0 or s1 != nh or not (4 <= nh <= 5 and 4 <= nl <= 6):
+    if s0 != 0 or s1 != nh or not (4 <= nh <= 5 and 4 <= nl <= 5):
         return None
     if len(lay.groups) != 1:
         return None
@@ -140,7 +145,7 @@ class _Fused(torch.autograd.Function):
         klr, kli = _planes(kl)
         out = torch.empty((bp, n), device=a.device, dtype=torch.float32)
         store = any(ctx.needs_input_grad[:4])
-        sr = torch.empty((nblocks, h, bs, l_), device=a.device) if store else out
+        sr = torch.empty((bp, h, l_), device=a.device) if store else out
         si = torch.empty_like(sr) if store else out
         K.fused_forward[(nblocks,)](a, p0r, p0i, khr, khi, klr, kli, p.diag, p.pre, out, sr, si, bp,
                                     NH=p.nh, NL=p.nl, BS=bs, NSEG=p.nseg, SUB=p.sub, STORE=store,
@@ -155,8 +160,9 @@ class _Fused(torch.autograd.Function):
         from . import _fused_kernels as K
 
         a, khr, khi, klr, kli, sr, si = ctx.saved_tensors
-        p, precision, b, nblocks = ctx.meta
+        p, precision, b, _ = ctx.meta
         nseg, n, bp = a.shape
+        nblocks = bp // p.back_block
         h, l_ = 1 << p.nh, 1 << p.nl
         nops = p.nseg * p.sub
         dev = a.device
@@ -173,7 +179,7 @@ class _Fused(torch.autograd.Function):
         gp0r = torch.zeros((nprog, h, l_), device=dev)
         gp0i = torch.zeros_like(gp0r)
         K.fused_backward[(nprog,)](a, gp, khr, khi, klr, kli, p.diag, p.pre, sr, si, ga, gkhr, gkhi, gklr, gkli,
-                                   gp0r, gp0i, bp, nblocks, NH=p.nh, NL=p.nl, BS=p.block, NSEG=p.nseg,
+                                   gp0r, gp0i, bp, nblocks, NH=p.nh, NL=p.nl, BS=p.back_block, NSEG=p.nseg,
                                    SUB=p.sub, PREC=precision, num_warps=p.warps)
         # torch's gradient of a complex tensor is 2 * dL/d conj(z)
         g_psi0 = 2 * torch.complex(gp0r.sum(0), gp0i.sum(0)).reshape(-1)

@@ -38,6 +38,7 @@ class Layout:
     crz: list  # [(sign vector (D,), angle-source index)]
     encodings: list  # per encoding: (wires, index, scale, zsign (n, D), zsign of each half (2**h, h))
     groups: list  # per measurement group: (rotation [(wire, 2x2)], M (D, n_g), columns)
+    e0: torch.Tensor  # |0...0> as a (D, 1) column (made here: no host-to-device copy per forward)
 
 
 def default_chunks(n: int, chunk: int | None):
@@ -143,8 +144,11 @@ def make_layout(prog: Program, device, rdtype, chunk: int | None) -> Layout:
                        torch.tensor(grp.columns, device=device)))
     fixed_bank = torch.stack([torch.eye(2, dtype=cdtype, device=device)] +
                              [fixed_matrix(nm, cdtype, device) for nm in _FIXED])
+    e0 = torch.zeros((1 << n, 1), dtype=cdtype)
+    e0[0, 0] = 1
     return Layout(n, cdtype, torch.tensor(const_values, dtype=rdtype, device=device), fixed_bank, param_groups,
-                  products, wire_index.to(device), chunks, chunk_active, segments, crz, encodings, groups)
+                  products, wire_index.to(device), chunks, chunk_active, segments, crz, encodings, groups,
+                  e0.to(device))
 
 
 def _kron_stack(w: torch.Tensor) -> torch.Tensor:

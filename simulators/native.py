@@ -315,7 +315,7 @@ class NativeBackend:
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
             return False
-        if not 8 <= circuit.n_qubits <= 11:
+        if not 8 <= circuit.n_qubits <= 10:
             return False
         on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
         return on_device and fused_path.available()
@@ -345,9 +345,7 @@ class NativeBackend:
         chunk_mats, crz = build(lay, weights)
         tensors = [*chunk_mats, *crz]
         seg_ops = [self._segment_ops(lay, seg, chunk_mats, crz) for seg in lay.segments]
-        e0 = torch.zeros((dim, 1), dtype=cdtype, device=device)
-        e0[0, 0] = 1
-        psi0 = self._apply_plain(seg_ops[0], e0, tensors)[:, 0]
+        psi0 = self._apply_plain(seg_ops[0], lay.e0, tensors)[:, 0]
         run_ops = []
         if dense:
             tensors = []
