@@ -35,6 +35,18 @@ def round_set(values: Iterable[float], decimals: int) -> list[float]:
     return sorted({round(float(v), decimals) + 0.0 for v in values})
 
 
+def merge_close(values: Iterable[float], decimals: int) -> list[float]:
+    """Sorted values with those closer than ``10**-decimals / 2`` to a group's first member merged,
+    keeping unrounded representatives. Sums are formed from these, never from rounded values, so that
+    rounding errors do not accumulate (``round(pi) + pi`` is not ``round(2 pi)`` at 8 decimals)."""
+    tol = 0.5 * 10.0**-decimals
+    out: list[float] = []
+    for v in sorted(float(v) for v in values):
+        if not out or v - out[-1] > tol:
+            out.append(v)
+    return out
+
+
 def gate_frequencies(name: str, scale: float, decimals: int) -> list[float]:
     """All differences of the generator's eigenvalues, times the input's scale (a symmetric set).
 
@@ -43,12 +55,12 @@ def gate_frequencies(name: str, scale: float, decimals: int) -> list[float]:
     the frequencies ``lambda_j - lambda_k`` for eigenvalues of ``G``.
     """
     evals = _GENERATOR_EIGENVALUES[name]
-    return round_set(((a - b) * scale for a in evals for b in evals), decimals)
+    return merge_close(((a - b) * scale for a in evals for b in evals), decimals)
 
 
 def minkowski_sum(a: list[float], b: list[float], decimals: int) -> list[float]:
-    """``{x + y : x in a, y in b}``, rounded: ``exp(i a x) exp(i b x) = exp(i (a + b) x)``."""
-    return round_set((x + y for x in a for y in b), decimals)
+    """``{x + y : x in a, y in b}`` (close values merged): ``exp(i a x) exp(i b x) = exp(i (a + b) x)``."""
+    return merge_close((x + y for x in a for y in b), decimals)
 
 
 def encoding_gates(circuit: Circuit) -> dict[int, list[tuple[str, tuple[int, ...], float]]]:
@@ -73,8 +85,9 @@ def encoding_gates(circuit: Circuit) -> dict[int, list[tuple[str, tuple[int, ...
     return found
 
 
-def integer_spectra(circuit: Circuit, decimals: int = 8) -> dict[int, list[float]]:
-    """Per circuit input ``0..n_inputs-1``: the symmetric frequency set (``[0.0]`` if not encoded).
+def integer_spectra(circuit: Circuit, decimals: int = 8, rounded: bool = True) -> dict[int, list[float]]:
+    """Per circuit input ``0..n_inputs-1``: the symmetric frequency set (``[0.0]`` if not encoded),
+    rounded to ``decimals`` for display, or the unrounded representatives (``rounded=False``).
 
     Raises:
         ValueError: the circuit has no encoding gate at all.
@@ -91,7 +104,7 @@ def integer_spectra(circuit: Circuit, decimals: int = 8) -> dict[int, list[float
         spec = [0.0]
         for name, _, scale in gates.get(j, []):
             spec = minkowski_sum(spec, gate_frequencies(name, scale, decimals), decimals)
-        spectra[j] = spec
+        spectra[j] = round_set(spec, decimals) if rounded else spec
     return spectra
 
 

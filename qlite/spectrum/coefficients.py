@@ -54,11 +54,13 @@ def _evaluate(f, x: torch.Tensor, batched: bool) -> torch.Tensor:
                 out = f(x)
             else:
                 out = [f(row) for row in x]
-                out = torch.stack([torch.as_tensor(o) for o in out])
+                # python floats would become float32 under torch's default dtype
+                out = torch.stack([o if isinstance(o, torch.Tensor) else torch.as_tensor(o, dtype=torch.float64)
+                                   for o in out])
     finally:
         if was_training:
             f.train()
-    out = torch.as_tensor(out)
+    out = out if isinstance(out, torch.Tensor) else torch.as_tensor(out, dtype=torch.float64)
     if out.dim() == 0 or out.shape[0] != x.shape[0]:
         raise ValueError(
             f"f returned shape {tuple(out.shape)} for {x.shape[0]} points of shape {tuple(x.shape)}; it must return "

@@ -192,7 +192,7 @@ def model_spectrum(model: nn.Module, *, order: int = 1, max_size: int = 2**21, n
             f"order={order} asks for sums of first-layer frequencies, which only deeper hybrid layers create; "
             f"this model has one hybrid layer, whose spectrum is exact at order=1"
         )
-    base = integer_spectra(circuit, decimals)
+    base = integer_spectra(circuit, decimals, rounded=False)
     spectra = []
     for j in range(circuit.n_inputs):
         spec = base[j]

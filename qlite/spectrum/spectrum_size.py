@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._encoding import check_int, round_set
+from ._encoding import check_int, merge_close
 
 SCALINGS = ("unit", "ternary", "bound")
 
@@ -92,5 +92,5 @@ def spectrum_size(n_qubits: int, layers: int, scaling="unit", *, decimals: int =
                 f"counting the sums of {n_qubits} non-integer weights needs more than max_size={max_size} candidates "
                 f"after {i} qubits; raise max_size or use scaling='bound' ({(2 * layers + 1) ** n_qubits}) as the bound"
             )
-        spec = round_set((s + k * w for s in spec for k in ks), decimals)
+        spec = merge_close((s + k * w for s in spec for k in ks), decimals)
     return len(spec)
