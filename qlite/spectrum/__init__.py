@@ -7,6 +7,7 @@ One public function per module, in the style of PennyLane's ``qml.fourier``:
 * :func:`model_spectrum` -- frequency vectors of a hybrid model in its input coordinates;
 * :func:`spectrum_size` -- how many frequencies one input on ``d`` weighted qubits reaches;
 * :func:`coefficients` -- Fourier coefficients on the standard grid, one batched evaluation;
+* :func:`hybrid_coefficients` -- the exact series of a one-hybrid-layer model in its input coordinates;
 * :func:`least_squares_coefficients` -- coefficients on a known, real frequency set;
 * :func:`power_spectrum` / :func:`compare_spectra` -- signal against model, error by band;
 * :func:`classical_spectrum` -- SIREN / Fourier-feature first layers, for comparison;
@@ -17,6 +18,7 @@ from .circuit_spectrum import circuit_spectrum
 from .classical import classical_spectrum
 from .coefficients import coefficients
 from .compare import SpectrumComparison, compare_spectra
+from .hybrid_coefficients import hybrid_coefficients
 from .least_squares import FourierFit, least_squares_coefficients
 from .model_spectrum import ModelSpectrum, model_spectrum
 from .power import PowerSpectrum, power_spectrum
@@ -34,6 +36,7 @@ __all__ = [
     "classical_spectrum",
     "coefficients",
     "compare_spectra",
+    "hybrid_coefficients",
     "least_squares_coefficients",
     "model_spectrum",
     "power_spectrum",
