@@ -136,7 +136,8 @@ def folded_affine(linear: nn.Linear, norm: nn.BatchNorm1d | None) -> tuple[torch
             which is no fixed affine map).
     """
     w = linear.weight.detach().to(torch.float64).cpu()
-    b = linear.bias.detach().to(torch.float64).cpu() if linear.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    b = (linear.bias.detach().to(torch.float64).cpu() if linear.bias is not None
+         else torch.zeros(w.shape[0], dtype=torch.float64))
     if norm is None:
         return w, b
     if norm.running_mean is None or norm.running_var is None:

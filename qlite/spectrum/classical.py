@@ -92,7 +92,8 @@ def classical_spectrum(module: nn.Module, *, kind: str = "auto", in_features: in
         if in_features is not None:
             if mat.shape[1] != in_features:
                 if mat.shape[0] != in_features:
-                    raise ValueError(f"{name} has shape {tuple(mat.shape)}, neither dimension is in_features={in_features}")
+                    raise ValueError(f"{name} has shape {tuple(mat.shape)}, neither dimension is "
+                                     f"in_features={in_features}")
                 mat = mat.T
         angular = bool(getattr(owner, "angular", False)) if angular is None else angular
         directions = mat if angular else 2 * math.pi * mat

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -121,7 +120,8 @@ def coefficients(f: Callable, n_inputs: int, degree, *, lowpass_filter: bool = F
         -0.125
     """
     if not callable(f):
-        raise TypeError(f"f must be callable (a function, layer or model of (P, n_inputs) points), got {type(f).__name__}")
+        raise TypeError(f"f must be callable (a function, layer or model of (P, n_inputs) points), "
+                        f"got {type(f).__name__}")
     check_int("n_inputs", n_inputs, 1)
     degree = _per_input("degree", degree, n_inputs, 0)
     if lowpass_filter:

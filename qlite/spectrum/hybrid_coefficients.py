@@ -93,11 +93,12 @@ def hybrid_coefficients(model: nn.Module, *, chunk_size: int = 32768, dtype: tor
             raise ValueError(f"circuit input {j} has non-integer frequencies {spec}: the circuit is not 2 pi-periodic "
                              f"in it; use least_squares_coefficients on model_spectrum(model).frequencies")
     degree = tuple(int(max(abs(v) for v in spectra[j])) for j in range(circuit.n_inputs))
-    grid = _grid(degree, dtype, torch.device("cpu"))  # (P, n) in FFT order
     weights = quantum.weights.detach().to(dtype).reshape(-1)
+    grid = _grid(degree, dtype, weights.device)  # (P, n) in FFT order, on the model's device
     with torch.no_grad():
-        vals = torch.cat([quantum.backend(circuit, weights.to(grid.device), grid[i:i + chunk_size]).cpu()
+        vals = torch.cat([quantum.backend(circuit, weights, grid[i:i + chunk_size]).cpu()
                           for i in range(0, len(grid), chunk_size)]).to(torch.float64)  # (P, n_obs)
+    grid = grid.cpu()
     shape = tuple(2 * d + 1 for d in degree)
     gamma = torch.fft.fftn(vals.reshape(*shape, -1).to(torch.complex128), dim=tuple(range(len(shape))))
     gamma = gamma.reshape(math.prod(shape), -1) / math.prod(shape)  # (P, n_obs), row p <-> grid point p

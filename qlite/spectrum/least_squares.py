@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-from torch import nn
 
 from ._encoding import check_int
 

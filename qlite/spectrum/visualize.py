@@ -70,7 +70,8 @@ def _flatten(c: torch.Tensor):
     return labels, flat.real.numpy(), flat.imag.numpy()
 
 
-def coefficient_distribution(coeffs, n_inputs: int, ax, kind: str = "violin", *, show_freqs: bool = True, colour: str = "C0"):
+def coefficient_distribution(coeffs, n_inputs: int, ax, kind: str = "violin", *, show_freqs: bool = True,
+                             colour: str = "C0"):
     """Distribution of each Fourier coefficient over a stack of sets (random initialisations):
     ``kind="violin"``, ``"box"`` or ``"bar"`` (mean with one standard deviation).
 
@@ -108,7 +109,8 @@ def coefficient_distribution(coeffs, n_inputs: int, ax, kind: str = "violin", *,
         a.axhline(0.0, color="0.6", linewidth=0.6)
         a.set_ylabel(f"{name}(c_n)")
         a.set_xticks(pos)
-        a.set_xticklabels(labels if show_freqs else [""] * len(pos), rotation=90 if len(labels) > 9 else 0)
+        a.set_xticklabels(labels if show_freqs else [""] * len(pos), rotation=90 if len(labels) > 5 else 0,
+                          fontsize="small")
         a.set_xlabel("frequency n")
     return ax
 
@@ -136,14 +138,17 @@ def radial_box(coeffs, n_inputs, ax, *, show_freqs: bool = True, colour: str = "
     axes = _two_axes(ax, polar=True)
     labels, re, im = _flatten(_samples(coeffs, n_inputs))
     n = len(labels)
-    # angle of frequency index p: 0 at the top, increasing clockwise
-    angles = np.pi / 2 - 2 * np.pi * (np.arange(n) - n // 2) / n
+    # frequency 0 at the top, positive frequencies clockwise, negative ones on the left
+    angles = np.mod(2 * np.pi * (np.arange(n) - n // 2) / n, 2 * np.pi)
     width = 2 * np.pi / n / 2
     for a, data in zip(axes, (re, im)):
+        a.set_theta_zero_location("N")
+        a.set_theta_direction(-1)
         a.boxplot(data, positions=angles, widths=width, showfliers=False, patch_artist=True,
-                  boxprops={"facecolor": colour, "alpha": 0.4})
+                  boxprops={"facecolor": colour, "alpha": 0.4}, manage_ticks=False)
+        a.set_xlim(0, 2 * np.pi)  # boxplot would autoscale theta to the boxes' span
         a.set_xticks(angles)
-        a.set_xticklabels(labels if show_freqs else [""] * n)
+        a.set_xticklabels(labels if show_freqs else [""] * n, fontsize="small")
     axes[0].set_title("real")
     axes[1].set_title("imag")
     return ax
@@ -185,7 +190,8 @@ def frequency_scatter(spectrum, ax, *, max_points: int = 20000, label: str | Non
     """The frequency vectors of a :class:`ModelSpectrum`: a scatter in the plane for 2 inputs, a rug
     plus histogram for 1 input (only the first two coordinates are drawn for more)."""
     f = spectrum.frequencies[:max_points]
-    label = label or ("exact set" if spectrum.exact else "sample") + f" ({spectrum.size:,}{'' if spectrum.exact else ' bound'})"
+    if label is None:
+        label = f"exact set ({spectrum.size:,})" if spectrum.exact else f"sample (bound {spectrum.size:,})"
     if f.shape[1] == 1:
         ax.hist(f[:, 0].numpy(), bins=min(200, max(10, len(f) // 20)), color=colour, alpha=0.6, label=label)
         ax.set_xlabel("w (rad / unit)")

@@ -34,7 +34,7 @@ def test_flat_values_with_channels_average_the_power():
 def test_error_split_adds_up_and_lands_in_the_right_band():
     n = 128
     x = torch.arange(n, dtype=torch.float64) / n * 2 - 1
-    target = torch.sin(2 * math.pi * 2 * x) + 0.2 * torch.sin(2 * math.pi * 25 * x)  # 4 and 50 cycles per window; Nyquist 64
+    target = torch.sin(2 * math.pi * 2 * x) + 0.2 * torch.sin(2 * math.pi * 25 * x)  # 4 and 50 cycles / window
     low_only = torch.sin(2 * math.pi * 2 * x)  # misses the 50-cycle tone: high-band error
     high_only = 0.2 * torch.sin(2 * math.pi * 25 * x) + 0.9 * torch.sin(2 * math.pi * 2 * x)
     a = compare_spectra(target, low_only, spacing=2 / n, cutoff=0.5)

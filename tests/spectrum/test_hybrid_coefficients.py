@@ -27,7 +27,8 @@ def test_series_reproduces_a_trained_like_qiren_far_from_the_data_window():
     neg = torch.tensor([index[tuple((torch.round(-v, decimals=8) + 0.0).tolist())] for v in w])
     assert torch.allclose(c[neg], c.conj(), atol=1e-14)
     # least squares on a wide window finds the same coefficients (one of each +-w pair)
-    fit = least_squares_coefficients(model, w, (torch.rand(3000, 2, dtype=torch.float64, generator=_gen(3)) * 2 - 1) * 30)
+    wide = (torch.rand(3000, 2, dtype=torch.float64, generator=_gen(3)) * 2 - 1) * 30
+    fit = least_squares_coefficients(model, w, wide)
     for wk, ck in zip(fit.frequencies[:5], fit.coefficients[:5]):
         k = ((w - wk).norm(dim=1) < 1e-9).nonzero()[0, 0]
         assert (c[k] - ck).abs().max() < 1e-8
