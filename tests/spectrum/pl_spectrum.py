@@ -71,3 +71,25 @@ def pl_coefficients(circuit, weights, degree, lowpass_filter=False):
         return _apply(circuit, w, x, mark=False)
 
     return qml.fourier.coefficients(f, circuit.n_inputs, degree, lowpass_filter=lowpass_filter)
+
+
+def pl_model_spectrum(layer) -> dict:
+    """``qml.fourier.qnode_spectrum`` of a hybrid layer as a function of the model input ``x``: the
+    Linear and eval-mode BatchNorm become classical preprocessing ``h = A x + b`` inside the QNode
+    (PennyLane reads the Jacobian ``A`` itself). Returns per input coordinate its frequency list."""
+    lin, bn = layer.linear, layer.norm
+    s = (bn.weight / (bn.running_var + bn.eps).sqrt()).detach().double().numpy()
+    a = s[:, None] * lin.weight.detach().double().numpy()
+    b = s * (lin.bias.detach().double().numpy() - bn.running_mean.detach().double().numpy()) + bn.bias.detach().double().numpy()
+    circuit = layer.quantum.circuit
+    dev = qml.device("default.qubit", wires=circuit.n_qubits)
+
+    @qml.qnode(dev)
+    def f(x, w):
+        h = qml.math.dot(qml.numpy.array(a, requires_grad=False), x) + b
+        return _apply(circuit, w, h, mark=False)
+
+    w = qml.numpy.array(layer.quantum.weights.detach().double().reshape(-1).numpy(), requires_grad=True)
+    x = qml.numpy.array(np.random.default_rng(1).uniform(-1, 1, a.shape[1]), requires_grad=True)
+    res = qml.fourier.qnode_spectrum(f, argnum=[0])(x, w)["x"]
+    return {int(k[0]): [float(v) for v in vals] for k, vals in res.items()}

@@ -128,3 +128,19 @@ def test_bad_input():
         coefficients(lambda x: torch.exp(1j * x[:, 0]), 1, 1)
     with pytest.raises(ValueError, match="n_inputs must be an integer >= 1"):
         coefficients(torch.sin, 0, 1)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from qlite.spectrum import hybrid_coefficients
+
+    model = QIREN(2, 1, generator=torch.Generator().manual_seed(5)).double().eval()
+    cpu = coefficients(model, 2, 16)
+    gpu = coefficients(model.to("cuda"), 2, 16)
+    assert gpu.device.type == "cpu" and (gpu - cpu).abs().max() < 1e-10
+    single = QIREN(2, 1, hidden_features=4, hidden_layers=0, generator=torch.Generator().manual_seed(6)).double().eval()
+    w_cpu, c_cpu = hybrid_coefficients(single)
+    w_gpu, c_gpu = hybrid_coefficients(single.to("cuda"))
+    assert torch.equal(w_cpu, w_gpu) and (c_cpu - c_gpu).abs().max() < 1e-10

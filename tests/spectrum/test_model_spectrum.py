@@ -160,3 +160,19 @@ def test_bad_input():
         model_spectrum(layer)
     with pytest.raises(ValueError, match="no encoding gate"):
         model_spectrum(HybridLayer(1, 2, spectrum_layers=0).eval())
+
+
+@pytest.mark.parametrize("in_features", [1, 2])
+def test_matches_pennylane_qnode_spectrum_through_linear_and_batchnorm(in_features):
+    """PennyLane's qnode_spectrum with the folded Linear + BatchNorm as classical preprocessing gives,
+    per input coordinate, the set of that coordinate over our frequency vectors."""
+    pytest.importorskip("pennylane")
+    from tests.spectrum.pl_spectrum import pl_model_spectrum
+
+    layer = _with_bn_stats(HybridLayer(in_features, 3, 1, entangler="cnot", generator=_gen(11)).double(), seed=5)
+    spec = model_spectrum(layer)
+    ref = pl_model_spectrum(layer)
+    for i in range(in_features):
+        ours = torch.unique(torch.round(spec.frequencies[:, i], decimals=7))
+        theirs = torch.tensor(sorted(set(round(v, 7) for v in ref[i])), dtype=torch.float64)
+        assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=2e-7)
