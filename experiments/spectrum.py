@@ -25,10 +25,12 @@ def main() -> None:
     p.add_argument("--audio-steps", type=int)
     p.add_argument("--timing-repeats", type=int)
     p.add_argument("--audio-file")
+    p.add_argument("--threads", type=int, help="torch threads (1 is far faster on a loaded shared CPU)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     overrides = {k: v for k, v in dict(image_size=args.image_size, steps=args.steps, audio_steps=args.audio_steps,
-                                        timing_repeats=args.timing_repeats, audio_file=args.audio_file).items()
+                                        timing_repeats=args.timing_repeats, audio_file=args.audio_file,
+                                        threads=args.threads).items()
                  if v is not None}
     base = dict(device=args.device, seed=args.seed, **overrides)
     cfg = StudyConfig.quick_config(**base) if args.quick else StudyConfig(**base)

@@ -78,6 +78,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps per image model")
     p.add_argument("--audio-steps", type=int, default=None)
     p.add_argument("--audio-file", default=None, help="WAV file (default: the shared gt_bach.wav)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the run")
     return parser
 
 
@@ -131,7 +132,8 @@ def run(args: argparse.Namespace) -> dict:
         from qlite.spectrum.study import StudyConfig, run_study
 
         overrides = {k: v for k, v in dict(image_size=args.image_size, steps=args.steps, audio_steps=args.audio_steps,
-                                            audio_file=args.audio_file).items() if v is not None}
+                                            audio_file=args.audio_file, threads=args.threads).items()
+                     if v is not None}
         base = dict(device=args.device, seed=args.seed, **overrides)
         cfg = StudyConfig.quick_config(**base) if args.quick else StudyConfig(**base)
         s = run_study(cfg, args.out)

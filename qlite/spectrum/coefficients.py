@@ -43,6 +43,15 @@ def _grid(degree: tuple[int, ...], dtype, device) -> torch.Tensor:
     return torch.stack([m.reshape(-1) for m in mesh], -1).to(dtype=dtype, device=device)
 
 
+def fftn_any(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``torch.fft.fftn`` over any number of dimensions: MKL's DFTI (torch's CPU FFT) rejects more
+    than 7 at once ("Invalid configuration parameters"; 8 qubits -> 8 dims), so transform at most 3
+    dimensions per call; the multi-dimensional DFT is separable, so the result is the same."""
+    for i in range(0, len(dims), 3):
+        x = torch.fft.fftn(x, dim=dims[i:i + 3])
+    return x
+
+
 def _evaluate(f, x: torch.Tensor, batched: bool) -> torch.Tensor:
     was_training = isinstance(f, nn.Module) and f.training
     try:
@@ -139,7 +148,7 @@ def coefficients(f: Callable, n_inputs: int, degree, *, lowpass_filter: bool = F
     shape = tuple(2 * d + 1 for d in sample_degree)
     vals = vals.reshape(*shape, *vals.shape[1:])
     dims = tuple(range(n_inputs))
-    coeffs = torch.fft.fftn(vals.to(torch.complex128), dim=dims) / math.prod(shape)
+    coeffs = fftn_any(vals.to(torch.complex128), dims) / math.prod(shape)
     if not lowpass_filter:
         return coeffs
     # Keep the central |n| <= d block (PennyLane: fftshift, slice, ifftshift, then ifft -> fft).

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._encoding import check_int, folded_affine, integer_spectra
-from .coefficients import _grid
+from .coefficients import _grid, fftn_any
 from .model_spectrum import _unique_rows
 
 
@@ -100,7 +100,7 @@ def hybrid_coefficients(model: nn.Module, *, chunk_size: int = 32768, dtype: tor
                           for i in range(0, len(grid), chunk_size)]).to(torch.float64)  # (P, n_obs)
     grid = grid.cpu()
     shape = tuple(2 * d + 1 for d in degree)
-    gamma = torch.fft.fftn(vals.reshape(*shape, -1).to(torch.complex128), dim=tuple(range(len(shape))))
+    gamma = fftn_any(vals.reshape(*shape, -1).to(torch.complex128), tuple(range(len(shape))))
     gamma = gamma.reshape(math.prod(shape), -1) / math.prod(shape)  # (P, n_obs), row p <-> grid point p
     omega = torch.round(grid.to(torch.float64) * torch.tensor(shape, dtype=torch.float64) / (2 * math.pi))  # (P, n)
     a, b = folded_affine(hybrid.linear, hybrid.norm)

@@ -134,15 +134,19 @@ def model_spectrum(model: nn.Module, *, order: int = 1, max_size: int = 2**21, n
     which is the QIREN paper's argument (Zhao et al., ICML 2024, Sec. 4): the linear layer turns the
     :math:`(2L+1)^n` integer vectors into as many distinct real frequency vectors unless directions
     :math:`a_j` are commensurate. For **one hybrid layer** (and any final ``Linear``) the set
-    :math:`\mathcal{F}_1` is **exact**: every frequency of the output lies in it, and generic circuit
-    weights use all of it.
+    :math:`\mathcal{F}_1` is **exact** in PennyLane's sense of a spectrum: every frequency of the output
+    lies in it, and none outside it can appear; the circuit's structure or particular weights can still
+    leave some coefficients zero (on two wires a CZ ring cancels itself, so ``<Z_0>`` ignores the
+    second circuit input). :func:`hybrid_coefficients` gives the coefficients themselves.
 
     **Deeper layers.** The second layer's circuit inputs :math:`h^{(2)} = A_2 y^{(1)} + b_2` are
     themselves Fourier series over :math:`\mathcal{F}_1`, and :math:`e^{i \nu h^{(2)}}` expands
     (Jacobi-Anger / Taylor) into powers of them, so the output's spectrum lies in the set of all
     finite sums of first-layer frequencies, :math:`\{A_1^\top m : m \in \Omega^{(\infty)}\}` -- an
-    **infinite** set (a lattice image), whose terms with more summands carry coefficients that decay
-    factorially. With ``order=M`` this function returns the sums of at most :math:`M` first-layer
+    **infinite** set (a lattice image). The part of the model that needs more than :math:`M` summands
+    comes from terms :math:`(i\,\nu \cdot h^{(2)})^k / k!` with :math:`k > M`, so it is bounded by the
+    tail :math:`\sum_{k > M} t^k / k!` of an exponential series (:math:`t` the amplitude of the deeper
+    encoded angles) and decays factorially once :math:`M > t`. With ``order=M`` this function returns the sums of at most :math:`M` first-layer
     frequencies, :math:`A_1^\top(\Omega^{(M)}_1 \times \dots \times \Omega^{(M)}_n)` with
     :math:`\Omega^{(M)}_j` the :math:`M`-fold sum set: the frequencies reachable by the expansion up
     to order :math:`M`. That set is neither exact nor an upper bound for a deep model (the tail beyond

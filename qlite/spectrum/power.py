@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .coefficients import fftn_any
+
 
 @dataclass(frozen=True)
 class PowerSpectrum:
@@ -83,7 +85,7 @@ def power_spectrum(values, grid_shape=None, *, spacing=1.0, channels_last: bool 
         raise ValueError(f"spacing must be positive, one value or one per grid dimension ({len(dims)}), got {spacing}")
     shape = tuple(v.shape[d] for d in dims)
     n = math.prod(shape)
-    spec = torch.fft.fftshift(torch.fft.fftn(v, dim=dims), dim=dims)
+    spec = torch.fft.fftshift(fftn_any(v.to(torch.complex128), dims), dim=dims)
     power = (spec.real ** 2 + spec.imag ** 2) / n**2
     if channels_last:
         power = power.mean(-1)

@@ -63,12 +63,16 @@ class StudyConfig:
     siren_omega: float = 30.0
     rff_scale: float = 4.0
     audio_file: str | None = None
+    threads: int | None = None  # torch threads for the run (None: torch's default); timing tries 1 and all
 
     def __post_init__(self):
         for name in ("image_size", "steps", "audio_steps", "n_inits", "timing_repeats"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValueError(f"threads must be None or an integer >= 1, got {self.threads!r}")
         if not 0 < self.cutoff <= 2**0.5:
             raise ValueError(f"cutoff must be in (0, sqrt(2)], got {self.cutoff}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -158,8 +162,8 @@ def _timing(cfg: StudyConfig, device: torch.device) -> dict:
     model = QIREN(2, 1, generator=torch.Generator().manual_seed(cfg.seed)).to(device).eval()
     out = dict(model="QIREN(2, 1): 8 qubits, 3 hybrid layers, 2 re-uploads", degree=16, grid="33 x 33",
                points=33 * 33, device=str(device))
-    threads = (1, torch.get_num_threads()) if device.type == "cpu" else (torch.get_num_threads(),)
     before = torch.get_num_threads()
+    threads = (1, os.cpu_count() or 1) if device.type == "cpu" else (before,)
     try:
         for nt in dict.fromkeys(threads):
             torch.set_num_threads(nt)
@@ -275,8 +279,6 @@ def run_study(config: StudyConfig, out_dir) -> dict:
 
     Returns the JSON summary as a dict.
     """
-    from ._study_report import write_figures, write_markdown
-
     if not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig, got {type(config).__name__}")
     device = torch.device(config.device)
@@ -285,7 +287,20 @@ def run_study(config: StudyConfig, out_dir) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
+    threads_before = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, device, out)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(config: StudyConfig, device: torch.device, out: Path) -> dict:
+    from ._study_report import write_figures, write_markdown
+
     summary = dict(config=config.to_dict(), machine=_machine(device))
+    summary["machine"]["torch_threads"] = torch.get_num_threads()
     t0 = time.perf_counter()
     summary["sizes"] = _sizes(config)
     summary["distribution"], dist = _distribution(config)

@@ -144,3 +144,12 @@ def test_cuda_matches_cpu():
     w_cpu, c_cpu = hybrid_coefficients(single)
     w_gpu, c_gpu = hybrid_coefficients(single.to("cuda"))
     assert torch.equal(w_cpu, w_gpu) and (c_cpu - c_gpu).abs().max() < 1e-10
+
+
+def test_eight_inputs_beyond_mkl_fft_dimension_limit():
+    """torch's CPU FFT (MKL DFTI) rejects 8-dimensional transforms; the paper's 8-qubit circuit needs one."""
+    f = lambda x: torch.cos(x.sum(1)) + 0.5 * torch.sin(x[:, 7])  # noqa: E731
+    c = coefficients(f, 8, 1)
+    assert c.shape == (3,) * 8
+    assert abs(c[(1,) * 8] - 0.5) < 1e-13 and abs(c[(0,) * 7 + (1,)] - (-0.25j)) < 1e-13
+    assert c.abs().sum() - 1.5 < 1e-12
