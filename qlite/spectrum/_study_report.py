@@ -81,7 +81,9 @@ def write_figures(out: Path, summary: dict, dist, comparisons, preds, qspecs, ta
         pos = w[:, 0] >= 0
         ax[0].semilogy(w[pos, 0].numpy(), (c[pos, 0].abs() ** 2).numpy() + 1e-16, ".", ms=1.5, color="C0",
                        label="trained 1-layer QIREN |c_w|^2 (exact)")
-        ax[0].set_xlabel("w (rad / unit)")
+        ax[0].set_xscale("symlog", linthresh=1.0)
+        ax[0].set_ylim(1e-12, None)
+        ax[0].set_xlabel("w (rad / unit, symlog)")
         ax[0].legend(fontsize="small")
         ax[0].set_title("which frequencies the trained model carries")
         orders = summary["audio"]["deep"]["orders"]
@@ -190,8 +192,9 @@ def write_markdown(path: Path, s: dict) -> None:
                  f"{cfg['audio_steps']} steps) is a finite Fourier series: `hybrid_coefficients` gives its "
                  f"{sl['frequencies']:,} frequencies and exact coefficients (the series reproduces the model to "
                  f"{sl['series_max_abs_error']:.1e}). Its bandwidth is {sl['bandwidth']:.1f} rad/unit against the "
-                 f"clip's Nyquist {sl['nyquist_rad_per_unit']:.0f} rad/unit; "
-                 f"{100 * sl['power_inside_signal_band']:.1f}% of its power lies inside the clip's band.\n")
+                 f"clip's Nyquist {sl['nyquist_rad_per_unit']:.0f} rad/unit: only "
+                 f"{100 * sl['signal_power_within_bandwidth']:.1f}% of the clip's (mean-removed) power lies at "
+                 f"frequencies the model can reach.\n")
         L.append(f"A two-hybrid-layer QIREN ({dp['model']}) is not a finite series. Least squares on the order-M sets "
                  f"(sums of at most M first-layer frequencies, `model_spectrum(order=M)`) on the window "
                  f"{dp['window']}:\n")

@@ -39,6 +39,7 @@ from .compare import compare_spectra
 from .hybrid_coefficients import hybrid_coefficients
 from .least_squares import least_squares_coefficients
 from .model_spectrum import model_spectrum
+from .power import power_spectrum
 from .spectrum_size import spectrum_size
 from .standins import FourierFeatureStandIn, SirenStandIn
 
@@ -251,12 +252,14 @@ def _audio(cfg: StudyConfig, device: torch.device):
         series = (torch.polar(torch.ones(len(t), len(w), dtype=torch.float64), t.double() @ w.T) @ c).real
         err = float((series - single(t.double())).abs().max())
     spacing = 2 / (len(t) - 1)
-    power = c[:, 0].abs() ** 2
-    nyq = torch.pi / spacing
-    inside = float(power[w[:, 0].abs() <= nyq].sum() / power.sum())
+    bandwidth = float(w.abs().max())
+    sig = power_spectrum(y[:, 0].double(), spacing=spacing)
+    centred = sig.power.clone()
+    centred[sig.axes[0] == 0] = 0.0  # the mean is no detail
+    reach = float(centred[sig.axes[0].abs() <= bandwidth].sum() / centred.sum())
     single_out = dict(qubits=n_qubits, parameters=_n_params(single), mse=fit["mse"], train_seconds=fit["seconds"],
-                      frequencies=len(w), series_max_abs_error=err, power_inside_signal_band=inside,
-                      bandwidth=float(w.abs().max()), nyquist_rad_per_unit=nyq)
+                      frequencies=len(w), series_max_abs_error=err, bandwidth=bandwidth,
+                      signal_power_within_bandwidth=reach, nyquist_rad_per_unit=torch.pi / spacing)
     # a two-hybrid-layer QIREN: how much the order-M sets explain, on a wide window
     deep = QIREN(1, 1, hidden_features=3, hidden_layers=1, spectrum_layers=1, generator=g)
     train_adam(deep, t, y, cfg.audio_steps, cfg.qiren_lr, device=device)
