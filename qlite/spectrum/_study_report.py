@@ -127,13 +127,13 @@ def write_markdown(path: Path, s: dict) -> None:
         L.append(f"| {r['d']} | {r['L']} | {r['unit']} | {r['ternary']} | {r['bound']} | {r['brute_force_agrees']} |")
     L.append("\nFirst-layer spectrum size against trainable parameters (QIREN with n qubits, 2 re-uploads, 2 hidden "
              "layers, 2-D input; SIREN with 2 hidden sine layers of width m; RFF with m features and a ReLU MLP). "
-             "QIREN counts are exact enumerations of the distinct vectors A^T omega where marked exact, else the "
+             "QIREN counts are exact enumerations of the distinct vectors A^T omega where marked enumerated, else the "
              "bound (2L+1)^n with a sample. Only the first layer is counted for every family: deeper layers of all "
              "three make the full spectrum infinite (see section 5).\n")
-    L.append("| family | width | parameters | first-layer size | exact |")
+    L.append("| family | width | parameters | first-layer size | enumerated |")
     L.append("|---|---|---|---|---|")
     for r in s["sizes"]["size_vs_parameters"]:
-        L.append(f"| {r['family']} | {r['width']} | {r['parameters']} | {r['size']:,} | {r['exact']} |")
+        L.append(f"| {r['family']} | {r['width']} | {r['parameters']} | {r['size']:,} | {r['enumerated']} |")
     L.append("\n![sizes](spectrum_sizes.png)\n")
 
     d = s["distribution"]
@@ -171,9 +171,9 @@ def write_markdown(path: Path, s: dict) -> None:
     L.append(f"\nTarget power share in the low band: {first['target_low_fraction']:.3f}.\n")
     q = im["qiren_first_layer"]
     L.append(f"QIREN first hybrid layer (`model_spectrum`): {q['init']['size']:,} frequency vectors at initialisation "
-             f"(exact: {q['init']['exact']}), bandwidth per input "
+             f"(enumerated: {q['init']['enumerated']}), bandwidth per input "
              f"{', '.join(f'{v:.2f}' for v in q['init']['bandwidth'])} "
-             f"rad/unit; after training {q['trained']['size']:,} (exact: {q['trained']['exact']}), bandwidth "
+             f"rad/unit; after training {q['trained']['size']:,} (enumerated: {q['trained']['enumerated']}), bandwidth "
              f"{', '.join(f'{v:.2f}' for v in q['trained']['bandwidth'])} rad/unit, against the grid's Nyquist "
              f"{q['nyquist_rad_per_unit']:.1f} rad/unit (share of vectors inside it: init "
              f"{q['init']['inside_nyquist_fraction']:.3f}, trained {q['trained']['inside_nyquist_fraction']:.3f}). "
@@ -192,9 +192,9 @@ def write_markdown(path: Path, s: dict) -> None:
                  f"{cfg['audio_steps']} steps) is a finite Fourier series: `hybrid_coefficients` gives its "
                  f"{sl['frequencies']:,} frequencies and exact coefficients (the series reproduces the model to "
                  f"{sl['series_max_abs_error']:.1e}). Its bandwidth is {sl['bandwidth']:.1f} rad/unit against the "
-                 f"clip's Nyquist {sl['nyquist_rad_per_unit']:.0f} rad/unit: only "
+                 f"clip's Nyquist {sl['nyquist_rad_per_unit']:.0f} rad/unit; "
                  f"{100 * sl['signal_power_within_bandwidth']:.1f}% of the clip's (mean-removed) power lies at "
-                 f"frequencies the model can reach.\n")
+                 f"frequencies the model can reach at all.\n")
         L.append(f"A two-hybrid-layer QIREN ({dp['model']}) is not a finite series. Least squares on the order-M sets "
                  f"(sums of at most M first-layer frequencies, `model_spectrum(order=M)`) on the window "
                  f"{dp['window']}:\n")

@@ -63,7 +63,7 @@ def classical_spectrum(module: nn.Module, *, kind: str = "auto", in_features: in
         decimals: rounding used to merge duplicates.
 
     Returns:
-        ModelSpectrum: exact, ``order=1``, ``hybrid_layers=0``, ``directions`` the ``(m, d)`` first-layer
+        ModelSpectrum: enumerated (exact), ``order=1``, ``hybrid_layers=0``, ``directions`` the ``(m, d)`` first-layer
         frequency vectors and ``multi_indices`` the ``+-e_i`` picking each.
 
     Raises:

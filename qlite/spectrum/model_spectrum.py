@@ -21,11 +21,11 @@ class ModelSpectrum:
 
     Attributes:
         frequencies: ``(K, in_features)`` float64 angular frequencies :math:`w` of terms
-            :math:`c_w e^{i w \\cdot x}`; the whole set if ``exact``, else a uniform sample of it.
+            :math:`c_w e^{i w \\cdot x}`; the whole set if ``enumerated``, else a uniform sample of it.
         multi_indices: ``(K, n_inputs)`` float64; row ``k`` is a circuit frequency vector
             :math:`\\omega` with ``frequencies[k] = directions.T @ omega``.
-        size: the number of distinct vectors if ``exact``, else the upper bound ``bound``.
-        exact: whether the set was enumerated in full.
+        size: the number of distinct vectors if ``enumerated``, else the upper bound ``bound``.
+        enumerated: whether the set was enumerated in full (then ``size`` is an exact count).
         bound: :math:`\\prod_j |\\Omega_j|`, the size when no two vectors coincide.
         order: sums of at most this many first-layer frequencies (1: the first layer itself).
         hybrid_layers: number of hybrid layers found in the model.
@@ -42,7 +42,7 @@ class ModelSpectrum:
     frequencies: torch.Tensor
     multi_indices: torch.Tensor
     size: int
-    exact: bool
+    enumerated: bool
     bound: int
     order: int
     hybrid_layers: int
@@ -54,7 +54,7 @@ class ModelSpectrum:
 
     def to_dict(self, max_frequencies: int = 0) -> dict:
         """JSON-ready summary (the first ``max_frequencies`` vectors only)."""
-        return dict(size=self.size, exact=self.exact, bound=self.bound, order=self.order,
+        return dict(size=self.size, enumerated=self.enumerated, bound=self.bound, order=self.order,
                     hybrid_layers=self.hybrid_layers, in_features=int(self.directions.shape[1]),
                     bandwidth=self.bandwidth.tolist(), note=self.note,
                     frequencies=self.frequencies[:max_frequencies].tolist())
@@ -140,18 +140,20 @@ def model_spectrum(model: nn.Module, *, order: int = 1, max_size: int = 2**21, n
     second circuit input). :func:`hybrid_coefficients` gives the coefficients themselves.
 
     **Deeper layers.** The second layer's circuit inputs :math:`h^{(2)} = A_2 y^{(1)} + b_2` are
-    themselves Fourier series over :math:`\mathcal{F}_1`, and :math:`e^{i \nu h^{(2)}}` expands
+    themselves Fourier series over :math:`\mathcal{F}_1`, and :math:`e^{i \nu \cdot h^{(2)}}` expands
     (Jacobi-Anger / Taylor) into powers of them, so the output's spectrum lies in the set of all
     finite sums of first-layer frequencies, :math:`\{A_1^\top m : m \in \Omega^{(\infty)}\}` -- an
-    **infinite** set (a lattice image). The part of the model that needs more than :math:`M` summands
-    comes from terms :math:`(i\,\nu \cdot h^{(2)})^k / k!` with :math:`k > M`, so it is bounded by the
-    tail :math:`\sum_{k > M} t^k / k!` of an exponential series (:math:`t` the amplitude of the deeper
-    encoded angles) and decays factorially once :math:`M > t`. With ``order=M`` this function returns the sums of at most :math:`M` first-layer
-    frequencies, :math:`A_1^\top(\Omega^{(M)}_1 \times \dots \times \Omega^{(M)}_n)` with
-    :math:`\Omega^{(M)}_j` the :math:`M`-fold sum set: the frequencies reachable by the expansion up
-    to order :math:`M`. That set is neither exact nor an upper bound for a deep model (the tail beyond
-    order :math:`M` is small, not zero); :func:`least_squares_coefficients` measures how much of the
-    model it explains.
+    **infinite** set (a lattice image). The part that needs more than :math:`M` summands comes from
+    the terms :math:`(i\, \nu \cdot (h^{(2)} - b_2))^k / k!` with :math:`k > M`; it is bounded by the
+    tail :math:`\sum_{k > M} t^k / k!` of an exponential series (:math:`t` the amplitude of the
+    deeper encoded angles), which decays factorially once :math:`M > t`.
+
+    With ``order=M`` this function returns the sums of at most :math:`M` first-layer frequencies,
+    :math:`A_1^\top(\Omega^{(M)}_1 \times \dots \times \Omega^{(M)}_n)` with :math:`\Omega^{(M)}_j`
+    the :math:`M`-fold sum set: the frequencies reachable by the expansion up to order :math:`M`.
+    That set is neither exact nor an upper bound for a deep model: the tail beyond order :math:`M` is
+    never zero and, for a trained model, not always small (``experiments/spectrum.py`` measures it
+    with :func:`least_squares_coefficients`).
 
     When the set is larger than ``max_size`` it is not enumerated: a ``UserWarning`` says so, ``size``
     is then the bound :math:`\prod_j |\Omega^{(M)}_j|`, and ``frequencies`` is a uniform sample of
@@ -209,22 +211,22 @@ def model_spectrum(model: nn.Module, *, order: int = 1, max_size: int = 2**21, n
 
     found = _enumerate(spectra, a, max_size, decimals)
     if found is not None:
-        (freqs, index), exact, size = found, True, len(found[0])
+        (freqs, index), enumerated, size = found, True, len(found[0])
     else:
         warnings.warn(
             f"the frequency set has up to {bound:,} vectors, more than max_size={max_size:,}: not enumerated; "
             f"returning a uniform sample of {n_samples} multi-indices and size={bound:,} as an upper bound "
             f"(raise max_size to enumerate)", UserWarning, stacklevel=2)
         freqs, index = _sample(spectra, a, n_samples, generator, decimals)
-        exact, size = False, bound
+        enumerated, size = False, bound
     if n_hybrid == 1:
         note = ("exact: one hybrid layer; every output frequency lies in this set"
-                if exact else "one hybrid layer; size is an upper bound (not enumerated), frequencies a sample")
+                if enumerated else "one hybrid layer; size is an upper bound (not enumerated), frequencies a sample")
     else:
         note = (f"{n_hybrid} hybrid layers: the full spectrum (all finite sums of first-layer frequencies) is "
                 f"infinite; this is the order-{order} truncation (sums of at most {order} first-layer frequencies), "
                 f"neither exact nor an upper bound for the model"
-                + ("" if exact else f"; size {bound:,} bounds the truncation, frequencies are a sample"))
+                + ("" if enumerated else f"; size {bound:,} bounds the truncation, frequencies are a sample"))
     log.info("model_spectrum: %s (size %d, bound %d)", note, size, bound)
-    return ModelSpectrum(freqs, index, size, exact, bound, order, n_hybrid, a, b,
+    return ModelSpectrum(freqs, index, size, enumerated, bound, order, n_hybrid, a, b,
                          {j: s for j, s in enumerate(spectra)}, bandwidth, note)

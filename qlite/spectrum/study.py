@@ -129,15 +129,15 @@ def _sizes(cfg: StudyConfig) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # n = 10: 5**10 vectors, sampled; recorded as a bound
             spec = model_spectrum(model, n_samples=1000, generator=g)
-        rows.append(dict(family="QIREN", width=n, parameters=_n_params(model), size=spec.size, exact=spec.exact,
-                         bound=spec.bound))
+        rows.append(dict(family="QIREN", width=n, parameters=_n_params(model), size=spec.size,
+                         enumerated=spec.enumerated, bound=spec.bound))
     for m in (8, 16, 32, 64) if cfg.quick else (8, 16, 32, 64, 128, 256):
         siren = SirenStandIn(2, m, 1, hidden_layers=2, generator=g)
         rows.append(dict(family="SIREN", width=m, parameters=_n_params(siren), size=classical_spectrum(siren).size,
-                         exact=True, bound=2 * m + 1))
+                         enumerated=True, bound=2 * m + 1))
         rff = FourierFeatureStandIn(2, m, m, 1, hidden_layers=1, generator=g)
         rows.append(dict(family="RFF", width=m, parameters=_n_params(rff), size=classical_spectrum(rff).size,
-                         exact=True, bound=2 * m + 1))
+                         enumerated=True, bound=2 * m + 1))
     return dict(table=table, size_vs_parameters=rows)
 
 
@@ -224,10 +224,11 @@ def _image(cfg: StudyConfig, device: torch.device):
     frac = lambda s: float((s.frequencies.abs() <= nyquist).all(1).double().mean())  # noqa: E731
     spectra = dict(
         nyquist_rad_per_unit=nyquist,
-        init=dict(size=init_spec.size, exact=init_spec.exact, bandwidth=init_spec.bandwidth.tolist(),
+        init=dict(size=init_spec.size, enumerated=init_spec.enumerated, bandwidth=init_spec.bandwidth.tolist(),
                   inside_nyquist_fraction=frac(init_spec)),
-        trained=dict(size=trained_spec.size, exact=trained_spec.exact, bandwidth=trained_spec.bandwidth.tolist(),
-                     inside_nyquist_fraction=frac(trained_spec), note=trained_spec.note),
+        trained=dict(size=trained_spec.size, enumerated=trained_spec.enumerated,
+                     bandwidth=trained_spec.bandwidth.tolist(), inside_nyquist_fraction=frac(trained_spec),
+                     note=trained_spec.note),
         siren_first_layer=classical_spectrum(models["SIREN"][0].cpu()).to_dict(),
         rff_first_layer=classical_spectrum(models["RFF"][0].cpu()).to_dict(),
     )

@@ -191,7 +191,7 @@ def frequency_scatter(spectrum, ax, *, max_points: int = 20000, label: str | Non
     plus histogram for 1 input (only the first two coordinates are drawn for more)."""
     f = spectrum.frequencies[:max_points]
     if label is None:
-        label = f"exact set ({spectrum.size:,})" if spectrum.exact else f"sample (bound {spectrum.size:,})"
+        label = f"exact set ({spectrum.size:,})" if spectrum.enumerated else f"sample (bound {spectrum.size:,})"
     if f.shape[1] == 1:
         ax.hist(f[:, 0].numpy(), bins=min(200, max(10, len(f) // 20)), color=colour, alpha=0.6, label=label)
         ax.set_xlabel("w (rad / unit)")
@@ -208,7 +208,7 @@ def size_vs_parameters(rows, ax):
     """Spectrum size against parameter count, one series per ``family``.
 
     Args:
-        rows: dicts with ``family`` (e.g. ``"QIREN"``), ``parameters``, ``size`` and ``exact`` (a
+        rows: dicts with ``family`` (e.g. ``"QIREN"``), ``parameters``, ``size`` and ``enumerated`` (a
             bound is drawn hollow).
         ax: one matplotlib axes (log-log).
 
@@ -224,7 +224,7 @@ def size_vs_parameters(rows, ax):
         ax.plot(xs, ys, "-", color=f"C{i}", label=fam, linewidth=1)
         for r in rs:
             ax.plot(r["parameters"], r["size"], "o", color=f"C{i}",
-                    markerfacecolor=f"C{i}" if r.get("exact", True) else "none")
+                    markerfacecolor=f"C{i}" if r.get("enumerated", True) else "none")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("trainable parameters")

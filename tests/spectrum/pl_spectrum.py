@@ -80,7 +80,8 @@ def pl_model_spectrum(layer) -> dict:
     lin, bn = layer.linear, layer.norm
     s = (bn.weight / (bn.running_var + bn.eps).sqrt()).detach().double().numpy()
     a = s[:, None] * lin.weight.detach().double().numpy()
-    b = s * (lin.bias.detach().double().numpy() - bn.running_mean.detach().double().numpy()) + bn.bias.detach().double().numpy()
+    mu, beta = bn.running_mean.detach().double().numpy(), bn.bias.detach().double().numpy()
+    b = s * (lin.bias.detach().double().numpy() - mu) + beta
     circuit = layer.quantum.circuit
     dev = qml.device("default.qubit", wires=circuit.n_qubits)
 

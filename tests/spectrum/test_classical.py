@@ -13,7 +13,7 @@ def test_siren_first_layer_frequencies_explain_a_one_layer_siren():
     g = torch.Generator().manual_seed(0)
     siren = SirenStandIn(2, 6, 1, hidden_layers=0, omega_0=3.0, generator=g).double()
     spec = classical_spectrum(siren)
-    assert spec.size == spec.bound == 13 and spec.exact and spec.hybrid_layers == 0
+    assert spec.size == spec.bound == 13 and spec.enumerated and spec.hybrid_layers == 0
     expect = torch.cat([torch.zeros(1, 2, dtype=torch.float64), 3 * siren.sines[0].weight, -3 * siren.sines[0].weight])
     assert torch.allclose(torch.sort(spec.frequencies[:, 0]).values, torch.sort(expect[:, 0]).values)
     x = torch.rand(400, 2, generator=g, dtype=torch.float64) * 40 - 20

@@ -23,7 +23,7 @@ def test_size_circuit_and_model():
     assert out["spectrum"]["0"] == [-2.0, -1.0, 0.0, 1.0, 2.0] and out["sizes"] == {"0": 5, "1": 5, "2": 5}
     out = cli.run(_parse("spectrum", "model", "--in-features", "1", "--qubits", "2", "--layers", "1",
                          "--hidden-layers", "0", "--show", "3"))
-    assert out["size"] == 9 and out["exact"] and len(out["frequencies"]) == 3
+    assert out["size"] == 9 and out["enumerated"] and len(out["frequencies"]) == 3
     json.dumps(out)  # the dict is printed as JSON
 
 

@@ -48,7 +48,7 @@ def test_one_hybrid_layer_is_exactly_explained_by_its_set(in_features, n, L):
     frequency does not (the set is exact and each frequency is used)."""
     layer = _with_bn_stats(HybridLayer(in_features, n, L, entangler="cnot", generator=_gen(2)).double())
     spec = model_spectrum(layer)
-    assert spec.exact and spec.size == len(spec.frequencies) == (2 * L + 1) ** n  # generic directions
+    assert spec.enumerated and spec.size == len(spec.frequencies) == (2 * L + 1) ** n  # generic directions
     assert spec.note.startswith("exact")
     # a window wide enough to resolve the closest frequencies, so that the fit is identifiable
     width = 100.0 if in_features == 1 else 20.0
@@ -69,7 +69,7 @@ def test_qiren_with_one_hybrid_layer_is_exact_through_the_final_linear():
     model = _with_bn_stats(QIREN(2, 3, hidden_features=2, hidden_layers=0, spectrum_layers=2,
                                  entangler="cnot", generator=_gen(4)).double())
     spec = model_spectrum(model)
-    assert spec.hybrid_layers == 1 and spec.exact and spec.size == 25
+    assert spec.hybrid_layers == 1 and spec.enumerated and spec.size == 25
     x = torch.rand(400, 2, dtype=torch.float64, generator=_gen(5)) * 2 - 1
     fit = least_squares_coefficients(model, spec.frequencies, x)
     assert fit.coefficients.shape == (13, 3)  # 0 and one of each +-w pair, 3 outputs
@@ -105,13 +105,13 @@ def test_too_large_warns_and_samples_members_of_the_set():
     model = QIREN(2, 1, hidden_features=8, hidden_layers=0, spectrum_layers=2, generator=_gen(7)).eval()
     with pytest.warns(UserWarning, match="more than max_size=1,000: not enumerated"):
         spec = model_spectrum(model, max_size=1000, n_samples=500, generator=_gen(8))
-    assert not spec.exact and spec.size == spec.bound == 5**8
+    assert not spec.enumerated and spec.size == spec.bound == 5**8
     assert 0 < len(spec.frequencies) <= 500
     assert torch.allclose(spec.frequencies, spec.multi_indices @ spec.directions)
     assert set(spec.multi_indices.unique().tolist()) <= {-2.0, -1.0, 0.0, 1.0, 2.0}
     assert "upper bound" in spec.note
     exact = model_spectrum(model)  # 390,625 vectors fit the default max_size
-    assert exact.exact and exact.size == 5**8  # generic directions: no coincidences
+    assert exact.enumerated and exact.size == 5**8  # generic directions: no coincidences
     assert torch.allclose(exact.bandwidth, spec.bandwidth)
 
 

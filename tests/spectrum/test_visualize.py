@@ -52,8 +52,8 @@ def test_spectrum_views():
     spec = model_spectrum(HybridLayer(2, 3, 1).eval())
     assert visualize.frequency_scatter(spec, ax[0, 1]) is ax[0, 1]
     assert visualize.frequency_scatter(model_spectrum(HybridLayer(1, 2, 1).eval()), ax[0, 2]) is ax[0, 2]
-    rows = [dict(family="QIREN", parameters=100, size=125, exact=True),
-            dict(family="SIREN", parameters=300, size=33, exact=True)]
+    rows = [dict(family="QIREN", parameters=100, size=125, enumerated=True),
+            dict(family="SIREN", parameters=300, size=33, enumerated=True)]
     assert visualize.size_vs_parameters(rows, ax[1, 0]) is ax[1, 0]
     cmp = {"a": compare_spectra(v, v * 0.5), "b": compare_spectra(v, v * 0.9)}
     assert visualize.radial_profile(cmp, ax[1, 1]) is ax[1, 1]
