@@ -187,9 +187,12 @@ def spectrum_image(power, ax, *, axes=None, log: bool = True, cmap: str = "magma
 
 def frequency_scatter(spectrum, ax, *, max_points: int = 20000, label: str | None = None, colour: str = "C0",
                       size: float = 2.0):
-    """The frequency vectors of a :class:`ModelSpectrum`: a scatter in the plane for 2 inputs, a rug
-    plus histogram for 1 input (only the first two coordinates are drawn for more)."""
-    f = spectrum.frequencies[:max_points]
+    """The frequency vectors of a :class:`ModelSpectrum`: a scatter in the plane for 2 inputs, a
+    histogram for 1 input (only the first two coordinates are drawn for more). Above ``max_points``
+    vectors, an evenly strided subset is drawn (the set is sorted, so its head would be one-sided)."""
+    f = spectrum.frequencies
+    if len(f) > max_points:
+        f = f[torch.linspace(0, len(f) - 1, max_points).round().long()]
     if label is None:
         label = f"exact set ({spectrum.size:,})" if spectrum.enumerated else f"sample (bound {spectrum.size:,})"
     if f.shape[1] == 1:

@@ -60,3 +60,12 @@ def test_spectrum_views():
     assert visualize.error_split(cmp, ax[1, 2]) is ax[1, 2]
     with pytest.raises(ValueError, match="2-D power spectrum"):
         visualize.spectrum_image(torch.zeros(4), ax[0, 0])
+
+
+def test_frequency_scatter_subsamples_symmetrically():
+    spec = model_spectrum(HybridLayer(2, 6, 1).eval())  # 729 sorted vectors
+    fig, ax = plt.subplots()
+    visualize.frequency_scatter(spec, ax, max_points=100)
+    pts = ax.collections[0].get_offsets()
+    assert len(pts) == 100
+    assert pts[:, 1].min() < 0 < pts[:, 1].max()  # w_1 on both sides of 0, not the sorted head
