@@ -159,10 +159,11 @@ def write_markdown(path: Path, s: dict) -> None:
     im = s["image"]
     L.append(f"## 4. Image fit: `camera` at {im['size']} x {im['size']}, error by frequency band\n")
     L.append(f"Full-batch Adam, {cfg['steps']} steps, values in [-1, 1]. `mse_low` / `mse_high`: the parts of the MSE "
-             f"inside / outside {cfg['cutoff']} x Nyquist (Parseval: they add up to the MSE); `high share` = mse_high / MSE. "
-             "Learning rates: QIREN the paper's 1e-2; SIREN 1e-3; RFF 1e-2 with feature scale sigma = 1 cycle/unit (the "
-             "best of a 3 x 3 grid at this size; the default scale 10 of Tancik et al. is far above this grid's "
-             "Nyquist).\n")
+             f"inside / outside {cfg['cutoff']} x Nyquist (Parseval: they add up to the MSE); "
+             "`high share` = mse_high / MSE. "
+             "Learning rates: QIREN the paper's 1e-2; SIREN 1e-3; RFF 1e-2 with feature scale sigma = 1 "
+             "cycle/unit (the best of a 3 x 3 grid at this size; the default scale 10 of Tancik et al. is far "
+             "above this grid's Nyquist).\n")
     L.append("| model | params | lr | PSNR (dB) | MSE | mse_low | mse_high | high share | train s |")
     L.append("|---|---|---|---|---|---|---|---|---|")
     for name, r in im["models"].items():
