@@ -13,7 +13,11 @@ from .layers import QIREN, HybridLayer, QuantumLayer
 __version__ = "0.1.0"
 
 # Public names that live in heavier modules, imported on first use so `import qlite` stays fast.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "circuit_spectrum": ".spectrum",
+    "model_spectrum": ".spectrum",
+    "spectrum_size": ".spectrum",
+}
 
 
 def __getattr__(name: str):
