@@ -158,7 +158,8 @@ def strategy_sweep(qubits=range(2, 13), batches=(1024, 65536), device="cpu", chu
     return {"machine": machine_info(device), "rows": rows}
 
 
-def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int = 0) -> list[dict]:
+def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int = 0,
+                   precisions=("ieee", "tf32x3", "tf32")) -> list[dict]:
     """Largest errors of the fused kernels (each precision) and of the unfused float32 path against
     the unfused float64 path: values and gradients of weights and inputs."""
     from qlite.simulators import NativeBackend, reuploading_circuit
@@ -180,7 +181,7 @@ def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int
 
         ref = grads(NativeBackend(strategy="factored", fused=False), torch.float64)
         cases = [("unfused", NativeBackend(strategy="factored", fused=False))]
-        cases += [(f"fused:{p}", NativeBackend(fused=True, precision=p)) for p in ("ieee", "tf32x3", "tf32")]
+        cases += [(f"fused:{p}", NativeBackend(fused=True, precision=p)) for p in precisions]
         for name, backend in cases:
             try:
                 got = grads(backend, torch.float32)
