@@ -16,25 +16,30 @@ from qlite.bench_simulator import kernel_profile, tune_fused
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--qubits", type=int, default=8)
+    ap.add_argument("--qubits", type=int, nargs="+", default=[8, 9])
     ap.add_argument("--batch", type=int, default=65536)
     ap.add_argument("--blocks", type=int, nargs="+", default=[4, 8, 16])
+    ap.add_argument("--back-blocks", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--warps", type=int, nargs="+", default=[4, 8])
-    ap.add_argument("--precisions", nargs="+", default=["ieee", "tf32"])
+    ap.add_argument("--precision", default="ieee")
     ap.add_argument("--profile", nargs="*", default=["fused:ieee", "factored"])
     ap.add_argument("--out", default="experiments/results")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = tune_fused(args.device, args.qubits, args.batch, args.blocks, args.warps, args.precisions)
+    rows = tune_fused(args.device, tuple(args.qubits), args.batch, args.blocks, args.back_blocks, args.warps,
+                      args.precision)
     m = machine_info(args.device)
     lines = [f"### {m.get('card') or m['cpu']} — {m['date']}", "",
-             f"One fused QIREN layer, {args.qubits} qubits, {args.batch} points.", "",
-             "| precision | samples / program | warps | forward ms | forward + backward ms |", "|---|---:|---:|---:|---:|"]
+             f"One QIREN layer (2 re-uploads), {args.batch} points, precision {args.precision}.", "",
+             "| qubits | path | forward block | backward block | warps | forward ms | forward + backward ms |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
+        path = "fused" if r["fused"] else "unfused (factored)"
+        cfg = f"| {r['qubits']} | {path} | {r.get('fused_block', '')} | {r.get('fused_back_block', '')} | {r.get('fused_warps', '')}"
         if "error" in r:
-            lines.append(f"| {r['precision']} | {r['block']} | {r['warps']} | {r['error']} | |")
+            lines.append(f"{cfg} | {r['error']} | |")
         else:
-            lines.append(f"| {r['precision']} | {r['block']} | {r['warps']} | {r['fwd_ms']:.2f} | {r['fwd_bwd_ms']:.2f} |")
+            lines.append(f"{cfg} | {r['fwd_ms']:.2f} | {r['fwd_bwd_ms']:.2f} |")
     for spec in args.profile:
         lines += ["", f"Kernels of one training step ({spec}, {args.batch} points, 3 steps):", "", "```",
                   kernel_profile(spec, args.batch, args.device), "```"]

@@ -195,27 +195,30 @@ def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int
     return rows
 
 
-def tune_fused(device="cuda", qubits: int = 8, batch: int = 65536, blocks=(4, 8, 16), warps=(4, 8),
-               precisions=("ieee", "tf32"), repeats: int = 10) -> list[dict]:
-    """Forward and forward + backward of one fused QIREN layer per (block, warps, precision)."""
+def tune_fused(device="cuda", qubits=(8,), batch: int = 65536, blocks=(4, 8, 16), back_blocks=(1, 2, 4),
+               warps=(4, 8), precision: str = "ieee", repeats: int = 10) -> list[dict]:
+    """Forward and forward + backward of one QIREN layer, fused per (block, backward block, warps),
+    and unfused (factored) for comparison."""
     from qlite.layers import QuantumLayer
 
     rows = []
-    x = torch.rand(batch, qubits, device=device, requires_grad=True)
-    for prec in precisions:
-        for bs in blocks:
-            for nw in warps:
-                torch.manual_seed(0)
-                layer = QuantumLayer(qubits, fused=True, precision=prec, fused_block=bs, fused_warps=nw).to(device)
-                row = {"qubits": qubits, "batch": batch, "precision": prec, "block": bs, "warps": nw}
-                try:
-                    with torch.no_grad():
-                        row["fwd_ms"] = time_call(lambda: layer(x), device, repeats=repeats)["ms"]
-                    row["fwd_bwd_ms"] = time_call(lambda: layer(x).sum().backward(), device, repeats=repeats)["ms"]
-                except Exception as err:
-                    row["error"] = f"{type(err).__name__}: {str(err)[:90]}"
-                log.info("tune %s", row)
-                rows.append(row)
+    for n in qubits:
+        x = torch.rand(batch, n, device=device, requires_grad=True)
+        configs = [dict(fused=False, strategy="factored")]
+        configs += [dict(fused=True, precision=precision, fused_block=bs, fused_back_block=bb, fused_warps=nw)
+                    for bs in blocks for bb in back_blocks for nw in warps if bb <= bs]
+        for cfg in configs:
+            torch.manual_seed(0)
+            layer = QuantumLayer(n, **cfg).to(device)
+            row = {"qubits": n, "batch": batch, **{k: v for k, v in cfg.items() if k != "precision"}}
+            try:
+                with torch.no_grad():
+                    row["fwd_ms"] = time_call(lambda: layer(x), device, repeats=repeats)["ms"]
+                row["fwd_bwd_ms"] = time_call(lambda: layer(x).sum().backward(), device, repeats=repeats)["ms"]
+            except Exception as err:
+                row["error"] = f"{type(err).__name__}: {str(err)[:90]}"
+            log.info("tune %s", row)
+            rows.append(row)
     return rows
 
 

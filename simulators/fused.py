@@ -51,21 +51,24 @@ class FusedPlan:
     kl_index: torch.Tensor
     block: int = 0  # samples per program, forward
     warps: int = 8
-
-    @property
-    def back_block(self) -> int:
-        """The backward holds twice the state (state and adjoint): half the forward's block."""
-        return max(1, self.block // 2)
+    back_block: int = 0  # samples per program, backward (holds state and adjoint: smaller)
 
 
 def default_block(n_qubits: int) -> int:
-    """Samples per program in the forward: 2048 amplitudes on chip per plane. Larger tiles spill
-    registers and overflow the 227 KB of shared memory of an H100 / H200 in the backward (measured
-    on an H200, 2026-11-26: experiments/results/tune_fused.md)."""
+    """Samples per program in the forward: 2048 amplitudes on chip per plane."""
     return max(1, 2048 >> n_qubits)
 
 
-def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: int = 8) -> FusedPlan | None:
+def default_back_block(n_qubits: int) -> int:
+    """Samples per program in the backward: 1024 amplitudes per plane. It holds state and adjoint,
+    and larger tiles spill registers or overflow the 227 KB of shared memory of an H100 / H200
+    (on an H200, 2026-11-26, halving the tile from 2048 amplitudes made the step 1.8x faster:
+    experiments/results/bench_simulator_cuda.md and tune_fused.md)."""
+    return max(1, 1024 >> n_qubits)
+
+
+def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: int = 8,
+         back_block: int | None = None) -> FusedPlan | None:
     """The uniform structure of ``run_ops``, or None where the fused kernel does not apply."""
     if len(lay.chunks) != 2:
         return None
@@ -115,7 +118,8 @@ def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: i
     n_layers = max(1, len(lay.wire_index))
     index = [torch.tensor([n_layers if i < 0 else i for i in ids], device=device) for ids in (kh, kl)]
     return FusedPlan(nh, nl, len(segs), sub, kh, kl, torch.stack(diag).contiguous(), torch.stack(pre).contiguous(),
-                     index[0], index[1], block or default_block(n_qubits), warps)
+                     index[0], index[1], block or default_block(n_qubits), warps,
+                     back_block or min(block or default_block(n_qubits), default_back_block(n_qubits)))
 
 
 def _stack(mats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -162,6 +166,8 @@ class _Fused(torch.autograd.Function):
         a, khr, khi, klr, kli, sr, si = ctx.saved_tensors
         p, precision, b, _ = ctx.meta
         nseg, n, bp = a.shape
+        if bp % p.back_block:
+            raise ValueError(f"fused_back_block={p.back_block} must divide fused_block={p.block}")
         nblocks = bp // p.back_block
         h, l_ = 1 << p.nh, 1 << p.nl
         nops = p.nseg * p.sub

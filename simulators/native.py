@@ -209,13 +209,15 @@ class NativeBackend:
             allows, ``True`` insists (also under ``TRITON_INTERPRET=1`` on a CPU), ``False`` never.
         precision: the fused kernels' matrix-product mode: ``"ieee"`` (float32), ``"tf32x3"``
             or ``"tf32"`` (faster on tensor cores, ~1e-3 relative error).
-        fused_block, fused_warps: tuning knobs of the fused kernels (samples per program, warps).
+        fused_block, fused_warps, fused_back_block: tuning knobs of the fused kernels (samples per
+            program in the forward, warps, samples per program in the backward).
     """
 
     name = "torch"
 
     def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True,
-                 fused="auto", precision: str = "ieee", fused_block: int | None = None, fused_warps: int = 8):
+                 fused="auto", precision: str = "ieee", fused_block: int | None = None, fused_warps: int = 8,
+                 fused_back_block: int | None = None):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
@@ -231,6 +233,7 @@ class NativeBackend:
         self.precision = precision
         self.fused_block = fused_block
         self.fused_warps = fused_warps
+        self.fused_back_block = fused_back_block
         self._plans: dict = {}
         self._programs: dict[Circuit, Program] = {}
         self._layouts: dict = {}
@@ -283,7 +286,7 @@ class NativeBackend:
             key = (circuit, str(weights.device))
             if key not in self._plans:
                 self._plans[key] = fused_path.plan(run.c, run.ops, circuit.n_qubits, weights.device,
-                                                   self.fused_block, self.fused_warps)
+                                                   self.fused_block, self.fused_warps, self.fused_back_block)
             plan = self._plans[key]
             if plan is not None:
                 return fused_path.expvals(plan, run.c, xx, psi0, tensors[:2], self.precision)
@@ -309,8 +312,9 @@ class NativeBackend:
         """The batch operations a forward runs (strategy resolved), e.g. for cost counting."""
         w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
         x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
+        strategy = "factored" if self._fused_eligible(circuit, w) else None  # the fused kernels run these
         with torch.no_grad():
-            return self._prepare(circuit, w, x)[0].ops
+            return self._prepare(circuit, w, x, strategy=strategy)[0].ops
 
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
