@@ -13,7 +13,20 @@ from .layers import QIREN, HybridLayer, QuantumLayer
 __version__ = "0.1.0"
 
 # Public names that live in heavier modules, imported on first use so `import qlite` stays fast.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "fit": ".fit",
+    "FitConfig": ".fit",
+    "FitResult": ".fit",
+    "predict": ".fit",
+    "Signal": ".data",
+    "MLP": ".models",
+    "SIREN": ".models",
+    "RFFNet": ".models",
+    "ModelSpec": ".models",
+    "build_model": ".models",
+    "compare": ".compare",
+    "Comparison": ".compare",
+}
 
 
 def __getattr__(name: str):
