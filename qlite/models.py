@@ -239,7 +239,8 @@ def widest_within_budget(build: Callable[[int], nn.Module], budget: int, *, min_
                          max_width: int = 1 << 14) -> int:
     """Largest width ``w`` in ``[min_width, max_width]`` with ``count_parameters(build(w)) <= budget``.
 
-    Assumes the count grows with the width (true for every model here) and bisects on it.
+    Assumes the count grows with the width (true for every model here): doubles the width until it
+    exceeds the budget, then bisects, so only models near the budget are ever built.
 
     Raises:
         ValueError: even ``min_width`` exceeds the budget.
@@ -253,10 +254,12 @@ def widest_within_budget(build: Callable[[int], nn.Module], budget: int, *, min_
 
     if count(min_width) > budget:
         raise ValueError(f"even width {min_width} needs {count(min_width)} parameters, above the budget of {budget}")
-    lo, hi = min_width, max_width  # invariant: count(lo) <= budget
-    if count(hi) <= budget:
-        return hi
-    while hi - lo > 1:
+    lo, hi = min_width, min_width  # invariant: count(lo) <= budget; grow hi geometrically (cheap models)
+    while count(hi) <= budget:
+        if hi >= max_width:
+            return max_width
+        lo, hi = hi, min(2 * hi, max_width)
+    while hi - lo > 1:  # count(lo) <= budget < count(hi)
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
     return lo
