@@ -7,8 +7,13 @@ trajectory as one process (up to float reduction order):
 
 * CUDA (NCCL): ``torch.nn.SyncBatchNorm``.
 * CPU (gloo): PyTorch's SyncBatchNorm refuses CPU tensors, so :class:`CPUSyncBatchNorm` computes the
-  global mean and population variance with differentiable all-reduces
-  (``torch.distributed.nn.functional.all_reduce``, whose backward all-reduces the gradients).
+  global mean and population variance with a differentiable all-reduce (:class:`_AllReduceSum`:
+  the sum over ranks in the forward pass, the sum of the ranks' gradients in the backward pass).
+
+When ``fit`` finds ``WORLD_SIZE > 1`` but no process group, it creates one from torchrun's
+environment and leaves it up for later fits in the same process (it is destroyed at exit):
+destroying and re-creating a group through torchrun's rendezvous store within one process can
+deadlock (seen here: the second ``init_process_group`` of a process hung about one run in three).
 
 Each rank's loss is ``W * (sum of its squared errors) / (points in the global batch * channels)``;
 DDP averages gradients over the ``W`` ranks, which gives exactly the gradient of the global mean
@@ -17,7 +22,9 @@ squared error even when shards differ in size.
 
 from __future__ import annotations
 
+import atexit
 import copy
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -37,7 +44,7 @@ class DistContext:
     world_size: int
     local_rank: int
     backend: str
-    created_group: bool  # fit initialised the process group (and destroys it at the end)
+    created_group: bool  # fit initialised the process group (it stays up until the process exits)
 
     @property
     def is_main(self) -> bool:
@@ -68,6 +75,7 @@ def setup(device_type: str) -> DistContext | None:
                 raise RuntimeError(f"WORLD_SIZE > 1 but {var} is not set; launch with torchrun")
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
+        atexit.register(_destroy_at_exit)
         created = True
     ctx = DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())),
                       str(dist.get_backend()), created)
@@ -75,11 +83,32 @@ def setup(device_type: str) -> DistContext | None:
     return ctx
 
 
-def teardown(ctx: DistContext | None) -> None:
+def _destroy_at_exit() -> None:
     import torch.distributed as dist
 
-    if ctx is not None and ctx.created_group and dist.is_initialized():
+    if dist.is_initialized():
         dist.destroy_process_group()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """``y = sum over ranks of x``; every rank's ``y`` depends on every ``x``, so the gradient of
+    ``x`` is the sum over ranks of the gradients of ``y``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        import torch.distributed as dist
+
+        y = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        g = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(g)
+        return g
 
 
 class CPUSyncBatchNorm(_BatchNorm):
@@ -92,8 +121,8 @@ class CPUSyncBatchNorm(_BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
-        from torch.distributed.nn.functional import all_reduce
 
+        all_reduce = _AllReduceSum.apply
         self._check_input_dim(x)
         if not self.training or not dist.is_initialized():
             return super().forward(x)
@@ -150,8 +179,11 @@ def wrap(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
 
     synced = convert_sync_batchnorm(model, device.type).to(device)
     ids = [device.index] if device.type == "cuda" else None
-    # Buffers are identical on every rank (synchronised statistics), so no per-forward broadcast.
-    return DistributedDataParallel(synced, device_ids=ids, broadcast_buffers=False)
+    # Buffers are identical on every rank (synchronised statistics), so no per-forward broadcast
+    # (newer PyTorch spells this forward_sync_buffers, older ones broadcast_buffers).
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    return DistributedDataParallel(synced, device_ids=ids, **no_sync)
 
 
 def all_reduce_sum(t: torch.Tensor, ctx: DistContext | None) -> torch.Tensor:

@@ -148,10 +148,7 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
     local_rank = int(os.environ.get("LOCAL_RANK", "0")) if ddp.launched_distributed() else None
     dev = resolve_device(device, local_rank)
     ctx = ddp.setup(dev.type)
-    try:
-        return _train(model, data, eval_data, cfg, dev, ctx, checkpoint, checkpoint_dir, info or {})
-    finally:
-        ddp.teardown(ctx)
+    return _train(model, data, eval_data, cfg, dev, ctx, checkpoint, checkpoint_dir, info or {})
 
 
 def _rng_state(gen: torch.Generator, dev: torch.device) -> dict[str, torch.Tensor]:

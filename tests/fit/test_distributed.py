@@ -35,8 +35,11 @@ def ddp_results(tmp_path_factory):
     worker = Path(__file__).with_name("ddp_worker.py")
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(worker), str(prefix), *CASES], capture_output=True, text=True, env=env, timeout=240)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               str(worker), str(prefix), *CASES], capture_output=True, text=True, env=env, timeout=240)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"torchrun timed out; stderr: {(e.stderr or b'')[-4000:]!r} stdout: {(e.stdout or b'')[-2000:]!r}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {name: [json.loads(Path(f"{prefix}.{name}.{r}.json").read_text()) for r in (0, 1)] for name in CASES}
 
