@@ -160,7 +160,8 @@ def _summarise(name: str, cand: Candidate, runs: list[dict], has_eval: bool) -> 
 
 def compare(models: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Module]], data: Signal, *,
             seeds: Sequence[int] = (0, 1, 2), eval_data: Signal | None = None, reference: str | None = None,
-            config: FitConfig | None = None, device="auto", **fit_overrides) -> Comparison:
+            config: FitConfig | None = None, device="auto",
+            on_result: Callable[[str, int, Any], None] | None = None, **fit_overrides) -> Comparison:
     """Fit every model with every seed and tabulate the results.
 
     Args:
@@ -174,6 +175,8 @@ def compare(models: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Modu
             paper's "relative error against the Tanh MLP"), on ``eval_data`` when given.
         config, device, fit_overrides: passed to :func:`qlite.fit` (a candidate's own ``fit``
             overrides come last).
+        on_result: called as ``on_result(name, seed, fit_result)`` after every fit (e.g. to keep a
+            model's predictions for a figure); the table itself holds no models.
 
     Returns:
         A :class:`Comparison`; ``rows`` hold ``model``, ``params``, ``seeds``, ``mse_mean``,
@@ -205,6 +208,8 @@ def compare(models: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Modu
                    "metrics": result.metrics, "eval_metrics": result.eval_metrics,
                    "final_loss": result.history["loss"][-1] if result.history["loss"] else None}
             log.info("%s seed %d: %s", name, seed, result.metrics)
+            if on_result is not None:
+                on_result(name, seed, result)
             model_runs.append(run)
         runs += model_runs
         rows.append(_summarise(name, cand, model_runs, eval_data is not None))
