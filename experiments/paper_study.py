@@ -93,12 +93,12 @@ def sweep(kind: str, budget: int, size: str = "full") -> dict[str, Candidate]:
         lrs = lrs[-2:]
     out = {}
     if kind == "siren":
-        for w in ((10.0, 30.0) if size == "quick" else (3.0, 10.0, 30.0)):
+        for w in ((10.0, 30.0) if size == "quick" else (3.0, 10.0, 30.0, 60.0)):
             for lr in lrs:
                 name = f"omega {w:g}, lr {lr:g}"
                 out[name] = Candidate(ModelSpec("siren", budget=budget, options={"omega_0": w}), {"lr": lr}, name)
     elif kind == "rff":
-        for sc in ((0.5, 1.0) if size == "quick" else (0.5, 1.0, 2.0, 4.0)):
+        for sc in ((0.5, 1.0) if size == "quick" else (0.5, 1.0, 2.0, 4.0, 8.0)):
             for lr in lrs:
                 name = f"scale {sc:g}, lr {lr:g}"
                 out[name] = Candidate(ModelSpec("rff", budget=budget, options={"scale": sc}), {"lr": lr}, name)
