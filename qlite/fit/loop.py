@@ -147,6 +147,8 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
                          f"ask for at least {checkpoint.info['epoch']} epochs in total")
     local_rank = int(os.environ.get("LOCAL_RANK", "0")) if ddp.launched_distributed() else None
     dev = resolve_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # NCCL and barriers use the current device: one GPU per rank
     ctx = ddp.setup(dev.type)
     return _train(model, data, eval_data, cfg, dev, ctx, checkpoint, checkpoint_dir, info or {})
 

@@ -54,6 +54,7 @@ def test_image_from_a_file_and_from_an_array(tmp_path):
     assert torch.equal(a.values, s.values)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imageio's legacy plugins, probed on a bad file
 def test_image_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither an existing file nor one of scikit-image"):
         data.image(tmp_path / "missing.png")
@@ -87,6 +88,7 @@ def test_audio_normalises_slices_and_mixes_channels(tmp_path):
     assert torch.allclose(data.audio(tmp_path / "s.wav").values, data.audio(tmp_path / "a.wav").values)
 
 
+@pytest.mark.filterwarnings("ignore:Chunk:UserWarning")  # scipy, on the deliberately broken file
 def test_audio_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         data.audio(tmp_path / "nope.wav")

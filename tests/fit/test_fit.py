@@ -118,3 +118,42 @@ def test_qlite_fit_and_compare_stay_callable_after_submodule_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["FitResult", "True", "FitConfig"]
     assert callable(qlite.fit)
+
+
+def test_device_selection():
+    from qlite.fit import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu-please")
+    with pytest.raises(TypeError, match="device"):
+        resolve_device(3)
+
+
+def test_progress_bar_switches_itself_off_when_output_is_not_a_terminal(capsys, wave):
+    from qlite.fit.device import Progress, progress_enabled
+
+    assert progress_enabled(None) is False  # pytest captures stdout: not a terminal
+    assert progress_enabled(True) is True
+    fit(MLP(1, 1, 4), wave, epochs=3)
+    assert capsys.readouterr().err == ""
+    bar = Progress(3, 0, True)
+    for _ in range(3):
+        bar.update(0.5)
+    bar.close()
+    assert "3/3" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    signal = data.image("camera", size=16)
+    spec = ModelSpec("qiren", hidden_features=4)
+    cpu = fit(spec.build(2, 1, seed=0), signal, epochs=20, device="cpu")
+    gpu = fit(spec.build(2, 1, seed=0), signal, epochs=20, device="cuda")
+    assert gpu.device.startswith("cuda")
+    assert gpu.history["loss"][-1] == pytest.approx(cpu.history["loss"][-1], rel=1e-2)
+    assert predict(gpu.model, signal).device == signal.coords.device
