@@ -17,6 +17,18 @@ _LAZY: dict[str, str] = {
     "circuit_spectrum": ".spectrum",
     "model_spectrum": ".spectrum",
     "spectrum_size": ".spectrum",
+    "fit": ".fit",
+    "FitConfig": ".fit",
+    "FitResult": ".fit",
+    "predict": ".fit",
+    "Signal": ".data",
+    "MLP": ".models",
+    "SIREN": ".models",
+    "RFFNet": ".models",
+    "ModelSpec": ".models",
+    "build_model": ".models",
+    "compare": ".compare",
+    "Comparison": ".compare",
 }
 
 

@@ -1,0 +1,206 @@
+"""``qlite fit``: fit one model to an image or a sound and write checkpoint, figures and metrics.
+
+    qlite fit --data image:camera --size 32 --model qiren --epochs 300 --lr 0.03 --seed 0 --out runs/camera
+    qlite fit --data audio:gt_bach.wav --start 20000 --stop 25000 --step 5 --model siren --out runs/bach
+    qlite fit --resume runs/camera --epochs 600
+
+``--out`` receives the checkpoint (``checkpoint.json`` + safetensors), ``reconstruction.png``
+(reconstruction / ground truth / error map), ``loss.png`` and ``result.json``; a directory that
+already holds any of them is refused. Baselines are sized by default to QIREN's parameter count on
+the same data (``--budget qiren``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+MODEL_CHOICES = ("qiren", "siren", "relu", "tanh", "rff")
+OUTPUT_FILES = ("checkpoint.json", "reconstruction.png", "loss.png", "result.json")
+# Options that define a run; with --resume they come from the checkpoint instead.
+_RUN_OPTIONS = ("data", "size", "color", "start", "stop", "step", "eval_size", "model", "hidden_features",
+                "hidden_layers", "budget", "omega_0", "scale", "spectrum_layers", "lr", "batch_size", "schedule", "seed")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="image:NAME_OR_PATH (scikit-image name or file) or audio:PATH (WAV)")
+    g.add_argument("--size", type=int, help="image side after centre crop and resize (default 32)")
+    g.add_argument("--color", action="store_true", default=None, help="keep RGB instead of converting to gray")
+    g.add_argument("--eval-size", type=int, help="images: train on --size, also score the --eval-size grid "
+                                                 "(super-resolution; a multiple of --size)")
+    g.add_argument("--start", type=int, help="audio: first sample")
+    g.add_argument("--stop", type=int, help="audio: end sample (exclusive)")
+    g.add_argument("--step", type=int, help="audio: sample step (default 1)")
+
+
+def add_model_args(p: argparse.ArgumentParser, multiple: bool = False) -> None:
+    g = p.add_argument_group("model")
+    if not multiple:
+        g.add_argument("--model", choices=MODEL_CHOICES, help="default qiren")
+    g.add_argument("--hidden-features", type=int, help="width (qubits for qiren); default: from --budget")
+    g.add_argument("--hidden-layers", type=int, help="hidden layers after the first (default 2)")
+    g.add_argument("--budget", help="baselines: at most this many parameters, or 'qiren' (default) for "
+                                    "QIREN's count on the same data")
+    g.add_argument("--omega-0", type=float, help="siren: omega_0 of every layer (default 30)")
+    g.add_argument("--scale", type=float, help="rff: standard deviation of the Fourier frequencies (default 1)")
+    g.add_argument("--spectrum-layers", type=int, help="qiren: re-uploads per circuit (default 2)")
+
+
+def add_fit_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, help="total epochs (default 300; with --resume: the new total)")
+    g.add_argument("--lr", type=float, help="Adam learning rate (default 0.03)")
+    g.add_argument("--batch-size", type=int, help="points per batch (default: full batch)")
+    g.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule (default constant)")
+    g.add_argument("--seed", type=int, help="seed of initialisation and shuffling (default 0)")
+    g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: only on a terminal)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("fit", help="fit one model to an image or a sound",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    add_model_args(p)
+    add_fit_args(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help="new directory for checkpoint, figures and result.json")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --epochs in total")
+    return p
+
+
+# -- shared with `qlite compare` ------------------------------------------------------------
+def data_spec(args) -> dict:
+    """The data options as a JSON-able dict (stored in checkpoints to rebuild the signal)."""
+    if not args.data:
+        raise ValueError("--data is required: image:NAME_OR_PATH or audio:PATH")
+    kind, sep, source = args.data.partition(":")
+    if not sep or kind not in ("image", "audio") or not source:
+        raise ValueError(f"--data must look like image:NAME_OR_PATH or audio:PATH, got {args.data!r}")
+    if kind == "image":
+        for opt in ("start", "stop", "step"):
+            if getattr(args, opt) is not None:
+                raise ValueError(f"--{opt} applies to audio, not to {args.data!r}")
+        return {"kind": "image", "source": source, "size": args.size or 32, "gray": not args.color,
+                "eval_size": args.eval_size}
+    for opt in ("size", "color", "eval_size"):
+        if getattr(args, opt) is not None:
+            raise ValueError(f"--{opt.replace('_', '-')} applies to images, not to {args.data!r}")
+    return {"kind": "audio", "source": source, "start": args.start, "stop": args.stop, "step": args.step or 1}
+
+
+def load_data(spec: dict):
+    """``(train, eval_or_None)`` signals from a :func:`data_spec` dict."""
+    from qlite import data
+
+    if spec["kind"] == "image":
+        if spec.get("eval_size"):
+            pair = data.super_resolution(spec["source"], low=spec["size"], high=spec["eval_size"], gray=spec["gray"])
+            return pair.train, pair.eval
+        return data.image(spec["source"], size=spec["size"], gray=spec["gray"]), None
+    return data.audio(spec["source"], spec["start"], spec["stop"], spec["step"]), None
+
+
+def model_spec(args, kind: str, signal) -> dict:
+    """A :class:`~qlite.models.ModelSpec` dict for ``kind`` from the model options."""
+    from qlite.models import ModelSpec, count_parameters
+
+    options = {}
+    if kind == "siren" and args.omega_0 is not None:
+        options["omega_0"] = args.omega_0
+    if kind == "rff" and args.scale is not None:
+        options["scale"] = args.scale
+    if kind == "qiren" and args.spectrum_layers is not None:
+        options["spectrum_layers"] = args.spectrum_layers
+    layers = 2 if args.hidden_layers is None else args.hidden_layers
+    budget = None
+    if kind != "qiren" and args.hidden_features is None:
+        if args.budget in (None, "qiren"):
+            qiren = ModelSpec("qiren", hidden_layers=layers).build(signal.in_features, signal.out_features, seed=0)
+            budget = count_parameters(qiren)
+        else:
+            try:
+                budget = int(args.budget)
+            except ValueError:
+                raise ValueError(f"--budget must be an int or 'qiren', got {args.budget!r}") from None
+    spec = ModelSpec(kind, args.hidden_features, layers, options, budget)
+    return spec.to_dict()
+
+
+# -- qlite fit ------------------------------------------------------------------------------
+def _fit_overrides(args) -> dict:
+    out = {"epochs": 300 if args.epochs is None else args.epochs}
+    for opt, default in (("lr", 0.03), ("batch_size", None), ("schedule", "constant"), ("seed", 0)):
+        v = getattr(args, opt)
+        out[opt] = default if v is None else v
+    if args.progress is not None:
+        out["progress"] = args.progress
+    return out
+
+
+def _refuse_existing(out: Path) -> None:
+    taken = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if taken:
+        raise FileExistsError(f"{str(out)!r} already holds {taken}; use --resume {out} to continue that run "
+                              f"or choose a new --out (nothing was overwritten)")
+
+
+def write_figures(out: Path, signal, prediction, history, title: str) -> None:
+    from qlite import plots
+
+    plots.save(plots.plot_fit(signal, prediction, title=title), out / "reconstruction.png")
+    ax = plots.plot_loss(history)
+    ax.set_title(title)
+    plots.save(ax, out / "loss.png")
+
+
+def run(args) -> dict:
+    import os
+
+    from qlite.fit import fit, predict, read_index
+    from qlite.models import ModelSpec
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if args.resume:
+        given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o, None) is not None]
+        if given or args.out:
+            raise ValueError(f"--resume continues the stored run; {given + (['--out'] if args.out else [])} "
+                             f"cannot change it (only --epochs, --device and --progress apply)")
+        out = Path(args.resume)
+        stored = read_index(out).get("info", {}).get("cli")
+        if not stored:
+            raise ValueError(f"the checkpoint in {str(out)!r} was not written by `qlite fit`; resume it with qlite.fit()")
+        dspec, mspec, seed = stored["data"], stored["model"], stored["seed"]
+        overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+        if args.progress is not None:
+            overrides["progress"] = args.progress
+    else:
+        if not args.out:
+            raise ValueError("--out DIR is required (a new directory for the run)")
+        out = Path(args.out)
+        _refuse_existing(out)
+        dspec = data_spec(args)
+        overrides = _fit_overrides(args)
+        seed = overrides["seed"]
+    signal, eval_signal = load_data(dspec)
+    if not args.resume:
+        mspec = model_spec(args, args.model or "qiren", signal)
+    spec = ModelSpec.from_dict(mspec)
+    model = spec.build(signal.in_features, signal.out_features, seed=seed)
+    info = {"cli": {"data": dspec, "model": mspec, "seed": seed}}
+    result = fit(model, signal, eval_data=eval_signal, device=args.device, checkpoint_dir=out,
+                 resume=bool(args.resume), info=info, **overrides)
+    summary = {"model": spec.kind, "params": result.params, "epochs": result.epochs, **result.metrics,
+               "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch, "device": result.device,
+               "world_size": result.world_size, "out": str(out)}
+    if result.eval_metrics is not None:
+        summary.update({f"eval_{k}": v for k, v in result.eval_metrics.items()})
+    if main_rank:
+        shown, pred_on = (eval_signal, eval_signal) if eval_signal is not None else (signal, signal)
+        write_figures(out, shown, predict(result.model, pred_on.coords).cpu(), result.history,
+                      f"{spec.label()} on {dspec['source']} ({result.params} parameters)")
+        (out / "result.json").write_text(json.dumps({**summary, "fit": result.to_dict()}, indent=1, default=str))
+    return summary

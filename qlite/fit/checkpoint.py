@@ -1,0 +1,202 @@
+"""Checkpoints: tensors in safetensors (never pickle), everything else in JSON, written atomically.
+
+A checkpoint directory holds ``checkpoint.json`` and one ``weights-<epoch>-<n>.safetensors``. Each
+file is written under a temporary name, flushed, fsync-ed and renamed into place; the JSON, which
+names the weights file and its SHA-256, is renamed last. A crash at any moment therefore leaves the
+previous complete checkpoint readable (older weights files are deleted only after the new JSON is
+in place).
+
+The weights file holds the model's ``state_dict`` (``model.<name>``), the optimiser's tensor state
+(``optim.<param>.<name>``) and RNG states (``rng.<name>``, uint8). The JSON holds the format
+version, the epoch, the model's class and (optional) spec, the fit configuration, the optimiser's
+hyper-parameters and scalar state, the training history and whatever the caller adds under
+``info``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "qlite-checkpoint"
+VERSION = 1
+INDEX = "checkpoint.json"
+
+
+def _safetensors():
+    try:
+        import safetensors.torch as st
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("checkpoints need safetensors: pip install 'qlite[data]'") from err
+    return st
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through ``write(file_path)`` to a temporary sibling, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def has_checkpoint(directory) -> bool:
+    return (Path(directory) / INDEX).is_file()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the JSON index and the tensors, split by role."""
+
+    info: dict[str, Any]
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict | None
+    rng: dict[str, torch.Tensor]
+
+
+def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for idx, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{name}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(entry)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(directory, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    rng: dict[str, torch.Tensor], info: dict[str, Any]) -> Path:
+    """Write a checkpoint of ``model`` (and ``optimizer``) after ``epoch`` into ``directory``.
+
+    Returns the path of the JSON index.
+    """
+    st = _safetensors()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    opt_meta = None
+    if optimizer is not None:
+        opt_tensors, opt_meta = _split_optimizer_state(optimizer.state_dict())
+        tensors.update({k: v.detach().cpu().clone().contiguous() for k, v in opt_tensors.items()})
+    tensors.update({f"rng.{k}": v.detach().cpu().clone().contiguous() for k, v in rng.items()})
+    previous = sorted(directory.glob("weights-*.safetensors"))
+    n = 0
+    while (name := f"weights-{epoch:06d}-{n}.safetensors") in {p.name for p in previous}:
+        n += 1
+    weights = directory / name
+    _atomic_write(weights, lambda tmp: st.save_file(tensors, tmp, metadata={"format": FORMAT, "epoch": str(epoch)}))
+    index = {"format": FORMAT, "version": VERSION, "epoch": epoch, "weights": name, "sha256": _sha256(weights),
+             "model_class": type(model).__name__, "optimizer": opt_meta, **info}
+    text = json.dumps(index, indent=1, default=_json_default)
+    _atomic_write(directory / INDEX, lambda tmp: Path(tmp).write_text(text))
+    for old in previous:  # only now that the new index is in place
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return directory / INDEX
+
+
+def _json_default(obj):
+    if isinstance(obj, tuple):
+        return list(obj)
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint's JSON")
+
+
+def read_index(directory) -> dict[str, Any]:
+    """The JSON index of the checkpoint in ``directory``.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: the JSON is unreadable or not a qlite checkpoint.
+    """
+    path = Path(directory) / INDEX
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint in {str(directory)!r} ({INDEX} is missing)")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"checkpoint index {str(path)!r} is unreadable: {err}") from err
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a qlite checkpoint (format {info.get('format') if isinstance(info, dict) else None!r})")
+    if info.get("version") != VERSION:
+        raise ValueError(f"checkpoint {str(path)!r} has version {info.get('version')!r}; this qlite reads version {VERSION}")
+    return info
+
+
+def load_checkpoint(directory, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read and verify (SHA-256) the checkpoint in ``directory``."""
+    st = _safetensors()
+    info = read_index(directory)
+    weights = Path(directory) / info["weights"]
+    if not weights.is_file():
+        raise ValueError(f"checkpoint in {str(directory)!r} names {info['weights']!r}, which is missing")
+    if _sha256(weights) != info["sha256"]:
+        raise ValueError(f"{str(weights)!r} does not match the SHA-256 recorded in {INDEX}; the checkpoint is corrupt")
+    tensors = st.load_file(str(weights), device=str(map_location))
+    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    opt = None
+    if info.get("optimizer") is not None:
+        opt = _join_optimizer_state({k: v for k, v in tensors.items() if k.startswith("optim.")}, info["optimizer"])
+    return Checkpoint(info, model, opt, rng)
+
+
+def check_compatible(model: torch.nn.Module, ckpt: Checkpoint, directory) -> None:
+    """Raise ``ValueError`` naming the difference when ``model`` is not the model that wrote ``ckpt``."""
+    want_class = ckpt.info.get("model_class")
+    state = model.state_dict()
+    problems = []
+    if want_class != type(model).__name__:
+        problems.append(f"it was written by a {want_class}, this model is a {type(model).__name__}")
+    missing = sorted(set(ckpt.model_state) - set(state))
+    extra = sorted(set(state) - set(ckpt.model_state))
+    if missing or extra:
+        problems.append(f"tensors only in the checkpoint: {missing[:5]}, only in the model: {extra[:5]}")
+    shapes = [f"{k}: {tuple(ckpt.model_state[k].shape)} vs {tuple(v.shape)}" for k, v in state.items()
+              if k in ckpt.model_state and ckpt.model_state[k].shape != v.shape]
+    if shapes:
+        problems.append("shapes differ (checkpoint vs model): " + "; ".join(shapes[:5]))
+    if problems:
+        raise ValueError(f"the checkpoint in {str(directory)!r} does not belong to this model: " + "; ".join(problems)
+                         + ". Build the same model (see its JSON) or use a new checkpoint directory.")

@@ -1,0 +1,146 @@
+"""The training configuration and the result of :func:`qlite.fit`."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from torch import nn
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How :func:`qlite.fit` trains (Adam on the mean squared error).
+
+    Args:
+        epochs: total number of epochs (a resumed run continues up to this many).
+        lr: Adam learning rate (the QIREN paper: 0.03).
+        batch_size: ``None`` trains full batch (the paper); otherwise each epoch visits a fresh
+            permutation in ``max(1, N // batch_size)`` nearly equal batches (so no tiny tail batch
+            reaches BatchNorm).
+        schedule: ``"constant"`` or ``"cosine"`` (from ``lr`` at epoch 0 down to ``min_lr`` at the end).
+        min_lr: floor of the cosine schedule.
+        weight_decay: Adam's L2 penalty.
+        betas: Adam's moment coefficients.
+        seed: seeds the generator that shuffles mini-batches (model initialisation is the caller's).
+        checkpoint_every: with a checkpoint directory, also save every this many epochs (0: only at
+            the end).
+        recompute_batchnorm: at the end, replace BatchNorm running statistics by the exact
+            statistics of the training coordinates (see :func:`qlite.fit.recompute_batchnorm`).
+        eval_batch_size: chunk size for prediction and statistics (``None``: all points at once).
+        progress: show a progress bar; ``None`` shows it only when stdout and stderr are terminals.
+    """
+
+    epochs: int = 300
+    lr: float = 0.03
+    batch_size: int | None = None
+    schedule: str = "constant"
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    checkpoint_every: int = 0
+    recompute_batchnorm: bool = True
+    eval_batch_size: int | None = None
+    progress: bool | None = None
+
+    def __post_init__(self):
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.epochs) or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        for name in ("batch_size", "eval_batch_size"):
+            v = getattr(self, name)
+            if v is not None and (not is_int(v) or v < 2):
+                raise ValueError(f"{name} must be None (all points) or an int >= 2 (BatchNorm needs two points), got {v!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not math.isfinite(self.min_lr) or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must lie in [0, lr={self.lr}], got {self.min_lr!r}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        if not is_int(self.seed):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+        if not is_int(self.checkpoint_every) or self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be a non-negative int, got {self.checkpoint_every!r}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"progress must be True, False or None (auto), got {self.progress!r}")
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (0-based): constant, or cosine from ``lr`` to ``min_lr``."""
+        if self.schedule == "constant" or self.epochs <= 1:
+            return float(self.lr)
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * epoch / (self.epochs - 1)))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FitConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown FitConfig fields {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**dict(d))
+
+    def replace(self, **changes) -> FitConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`qlite.fit` returns.
+
+    Attributes:
+        model: the trained model (the one passed in, trained in place, BatchNorm statistics
+            recomputed on the training coordinates).
+        history: per-epoch lists ``epoch`` (1-based), ``loss`` (training MSE before that epoch's
+            last step, full-batch mean over all points), ``lr`` and ``seconds`` (cumulative).
+        metrics: on the training signal after the fit: ``mse``, ``psnr`` and, for images, ``ssim``.
+        eval_metrics: the same on ``eval_data`` (e.g. the fine grid of a super-resolution pair).
+        params: trainable parameters.
+        seconds: training time, including the epochs of an earlier run that was resumed.
+        epochs: epochs trained in total.
+        device: where it trained; world_size: number of data-parallel processes.
+    """
+
+    model: nn.Module
+    history: dict[str, list]
+    metrics: dict[str, float | None]
+    eval_metrics: dict[str, float | None] | None
+    params: int
+    seconds: float
+    epochs: int
+    device: str
+    world_size: int
+    config: FitConfig
+    checkpoint: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        """Median wall time of one epoch (robust to a slow first epoch)."""
+        t = self.history.get("seconds", [])
+        steps = [b - a for a, b in zip([0.0] + t[:-1], t)]
+        return statistics.median(steps) if steps else None
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (no model weights)."""
+        return {"params": self.params, "epochs": self.epochs, "seconds": self.seconds,
+                "seconds_per_epoch": self.seconds_per_epoch, "device": self.device, "world_size": self.world_size,
+                "metrics": self.metrics, "eval_metrics": self.eval_metrics, "config": self.config.to_dict(),
+                "history": self.history, "checkpoint": self.checkpoint, **self.info}

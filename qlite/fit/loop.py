@@ -1,0 +1,265 @@
+"""The one training entry point, :func:`fit`, and :func:`predict` / :func:`evaluate`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import Signal
+from ..models import count_parameters
+from . import checkpoint as ckpt_io
+from . import distributed as ddp
+from .batchnorm import recompute_batchnorm
+from .config import FitConfig, FitResult
+from .device import Progress, progress_enabled, resolve_device
+from .metrics import signal_metrics
+
+log = logging.getLogger(__name__)
+
+
+def _as_signal(data, name: str = "data") -> Signal:
+    if isinstance(data, Signal):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return Signal(torch.as_tensor(data[0]).float(), torch.as_tensor(data[1]).float())
+    raise TypeError(f"{name} must be a qlite.data.Signal or a (coords, values) pair, got {type(data).__name__}")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, coords, *, batch_size: int | None = None) -> torch.Tensor:
+    """The model's output at ``coords`` (a tensor ``(N, d)`` or a :class:`~qlite.data.Signal`) in
+    eval mode, without gradients, in chunks of ``batch_size`` points; returned on the coordinates'
+    device. After :func:`fit`, BatchNorm uses the statistics of the training coordinates, so the
+    result does not depend on which or how many points are asked for (super-resolution).
+    The model's ``training`` flag is restored."""
+    if isinstance(coords, Signal):
+        coords = coords.coords
+    if not isinstance(coords, torch.Tensor):
+        raise TypeError(f"coords must be a tensor or a Signal, got {type(coords).__name__}")
+    if coords.dim() == 1:
+        coords = coords[:, None]
+    if coords.shape[0] == 0:
+        raise ValueError("predict got no coordinates")
+    dev = _model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = coords.split(batch_size) if batch_size else (coords,)
+        out = torch.cat([model(c.to(dev)) for c in chunks])
+    finally:
+        model.train(was_training)
+    return out.to(coords.device)
+
+
+def evaluate(model: nn.Module, signal: Signal, *, batch_size: int | None = None) -> dict[str, float | None]:
+    """``mse``, ``psnr`` and (images) ``ssim`` of the model's prediction on ``signal``."""
+    signal = _as_signal(signal, "signal")
+    return signal_metrics(predict(model, signal.coords, batch_size=batch_size).cpu().float(), signal)
+
+
+def _build_config(config, overrides, stored: dict | None) -> FitConfig:
+    if config is None:
+        config = FitConfig.from_dict(stored) if stored is not None else FitConfig()
+    if not isinstance(config, FitConfig):
+        raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
+    known = set(FitConfig.__dataclass_fields__)
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f"fit() got unknown options {sorted(unknown)}; FitConfig fields are {sorted(known)}")
+    return config.replace(**overrides) if overrides else config
+
+
+def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=None, device="auto",
+        checkpoint_dir=None, resume: bool = False, info: dict | None = None, **overrides) -> FitResult:
+    """Train ``model`` to represent ``data`` (Adam on the mean squared error) and evaluate it.
+
+    Full batch by default as in the QIREN paper (Zhao et al., ICML 2024: Adam, lr 0.03, ~300
+    epochs). At the end BatchNorm statistics are recomputed exactly on the training coordinates, so
+    the returned metrics and :func:`predict` use the model as fitted (see :mod:`.batchnorm`).
+
+    Under ``torchrun`` with several processes the coordinates are sharded over the ranks
+    (DistributedDataParallel, synchronised BatchNorm; gloo on CPU, NCCL on GPUs); rank 0 writes the
+    checkpoints. See :mod:`.distributed`.
+
+    Args:
+        model: any module mapping ``(N, in_features)`` to ``(N, out_features)``; trained in place
+            and moved to ``device``.
+        data: a :class:`~qlite.data.Signal` (or a ``(coords, values)`` pair).
+        config: a :class:`FitConfig`; keyword ``overrides`` (``epochs=``, ``lr=``,
+            ``batch_size=``, ``schedule=``, ...) replace its fields.
+        eval_data: another signal to report ``eval_metrics`` on (e.g. a finer grid).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        checkpoint_dir: write checkpoints here (at the end and every ``checkpoint_every`` epochs).
+            A directory that already holds a checkpoint is refused unless ``resume=True``.
+        resume: continue the run stored in ``checkpoint_dir`` up to ``epochs`` in total. On CPU
+            with the same settings this reproduces the uninterrupted run exactly: weights,
+            optimiser state, RNG states and history are restored. Without ``config`` the stored
+            configuration is used (``overrides`` still apply).
+        info: JSON-able extras stored in the checkpoint (e.g. how to rebuild model and data).
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        TypeError: ``model`` / ``data`` of the wrong type, unknown options.
+        ValueError: bad options (non-positive lr, negative epochs, ...), an existing checkpoint
+            without ``resume``, a checkpoint of another model or other data, a model whose output
+            does not match the values.
+        FloatingPointError: the loss became nan or inf (lower the learning rate).
+
+    Example:
+        >>> from qlite import QIREN, data
+        >>> result = fit(QIREN(2, 1), data.image("camera", size=16), epochs=5)
+        >>> sorted(result.metrics)
+        ['mse', 'psnr', 'ssim']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    data = _as_signal(data)
+    eval_data = None if eval_data is None else _as_signal(eval_data, "eval_data")
+    checkpoint = None
+    if resume:
+        if checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir (the directory of the run to continue)")
+        checkpoint = ckpt_io.load_checkpoint(checkpoint_dir)
+        ckpt_io.check_compatible(model, checkpoint, checkpoint_dir)
+        if checkpoint.info.get("data_fingerprint") != data.fingerprint():
+            raise ValueError(f"the checkpoint in {str(checkpoint_dir)!r} was fitted to different data "
+                             f"({checkpoint.info.get('data')}); pass the same signal to resume")
+    elif checkpoint_dir is not None and ckpt_io.has_checkpoint(checkpoint_dir):
+        raise ValueError(f"{str(checkpoint_dir)!r} already holds a checkpoint; pass resume=True to continue it "
+                         f"or choose another checkpoint_dir (nothing was overwritten)")
+    cfg = _build_config(config, overrides, checkpoint.info["config"] if checkpoint else None)
+    if checkpoint is not None and checkpoint.info["epoch"] > cfg.epochs:
+        raise ValueError(f"the checkpoint is already at epoch {checkpoint.info['epoch']}, beyond epochs={cfg.epochs}; "
+                         f"ask for at least {checkpoint.info['epoch']} epochs in total")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if ddp.launched_distributed() else None
+    dev = resolve_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # NCCL and barriers use the current device: one GPU per rank
+    ctx = ddp.setup(dev.type)
+    return _train(model, data, eval_data, cfg, dev, ctx, checkpoint, checkpoint_dir, info or {})
+
+
+def _rng_state(gen: torch.Generator, dev: torch.device) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state(), "shuffle": gen.get_state()}
+    if dev.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(dev)
+    return state
+
+
+def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint, checkpoint_dir, info) -> FitResult:
+    main = ctx is None or ctx.is_main
+    world = 1 if ctx is None else ctx.world_size
+    model.to(dev)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: dict[str, list] = {"epoch": [], "loss": [], "lr": [], "seconds": []}
+    start, elapsed = 0, 0.0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint.model_state)
+        gen.set_state(checkpoint.rng["shuffle"])
+        torch.set_rng_state(checkpoint.rng["torch"])
+        if dev.type == "cuda" and "cuda" in checkpoint.rng:
+            torch.cuda.set_rng_state(checkpoint.rng["cuda"], dev)
+        history = {k: list(v) for k, v in checkpoint.info["history"].items()}
+        start, elapsed = int(checkpoint.info["epoch"]), float(checkpoint.info["seconds"])
+    net = ddp.wrap(model, ctx, dev) if ctx is not None else model
+    inner = net.module if ctx is not None else model
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas,
+                           weight_decay=cfg.weight_decay)
+    if checkpoint is not None and checkpoint.optimizer_state is not None:
+        opt.load_state_dict(checkpoint.optimizer_state)
+    coords, values = data.coords.to(dev), data.values.to(dev)
+    n, c = data.n_points, data.out_features
+    full = cfg.batch_size is None or cfg.batch_size >= n
+    if ctx is not None and (n if full else cfg.batch_size) < world:
+        raise ValueError(f"{world} processes need batches of at least {world} points; got {n if full else cfg.batch_size}")
+    n_params = count_parameters(model)
+    record = {"data": data.describe(), "data_fingerprint": data.fingerprint(), "params": n_params,
+              "device": str(dev), "world_size": world, "info": info}
+
+    def save(epoch_done: int, seconds: float, final_metrics=None):
+        if checkpoint_dir is None or not main:
+            return
+        ckpt_io.save_checkpoint(checkpoint_dir, epoch=epoch_done, model=inner, optimizer=opt,
+                                rng=_rng_state(gen, dev), info={"config": cfg.to_dict(), "history": history,
+                                                                "seconds": seconds, "metrics": final_metrics, **record})
+
+    bar = Progress(cfg.epochs, start, main and progress_enabled(cfg.progress))
+    t0 = time.perf_counter()
+    try:
+        for epoch in range(start, cfg.epochs):
+            lr = cfg.lr_at(epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            net.train()
+            if full:
+                batches = [None]
+            else:
+                perm = torch.randperm(n, generator=gen)
+                batches = list(torch.tensor_split(perm, max(1, n // cfg.batch_size)))
+            sse_epoch = torch.zeros((), dtype=torch.float64, device=dev)
+            for batch in batches:
+                if batch is None and ctx is None:
+                    x, y, size = coords, values, n
+                else:
+                    idx = torch.arange(n) if batch is None else batch
+                    size = idx.numel()
+                    local = ddp.shard(idx, ctx).to(dev)
+                    x, y = coords[local], values[local]
+                pred = net(x)
+                if pred.shape != y.shape:
+                    raise ValueError(f"the model outputs shape {tuple(pred.shape)} for {x.shape[0]} points but the "
+                                     f"values have shape {tuple(y.shape)}; build it with out_features={c}")
+                sse = ((pred - y) ** 2).sum()
+                # DDP averages gradients over ranks: W * local SSE / global count -> global MSE gradient.
+                loss = sse * (world / (size * c))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sse_epoch += sse.detach().double()
+            ddp.all_reduce_sum(sse_epoch, ctx)
+            epoch_loss = float(sse_epoch) / (n * c)
+            if not math.isfinite(epoch_loss):
+                raise FloatingPointError(f"the training loss became {epoch_loss} at epoch {epoch + 1}; "
+                                         f"lower the learning rate (lr={cfg.lr})")
+            now = elapsed + time.perf_counter() - t0
+            history["epoch"].append(epoch + 1)
+            history["loss"].append(epoch_loss)
+            history["lr"].append(lr)
+            history["seconds"].append(now)
+            bar.update(epoch_loss)
+            if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
+                save(epoch + 1, now)
+                ddp.barrier(ctx)
+            log.debug("epoch %d loss %.6g lr %.3g", epoch + 1, epoch_loss, lr)
+    finally:
+        bar.close()
+    seconds = elapsed + time.perf_counter() - t0
+    if ctx is not None:  # the caller's model gets the weights trained in the synchronised copy
+        model.load_state_dict(inner.state_dict())
+    if cfg.recompute_batchnorm:
+        # Every rank holds all coordinates, so each computes the same exact statistics locally.
+        recompute_batchnorm(model, coords, batch_size=cfg.eval_batch_size)
+    metrics = evaluate(model, data, batch_size=cfg.eval_batch_size)
+    eval_metrics = None if eval_data is None else evaluate(model, eval_data, batch_size=cfg.eval_batch_size)
+    if ctx is not None:
+        inner.load_state_dict(model.state_dict())  # the checkpoint holds the recomputed statistics too
+    save(cfg.epochs, seconds, {"train": metrics, "eval": eval_metrics})
+    ddp.barrier(ctx)
+    where = None if checkpoint_dir is None else str(Path(checkpoint_dir) / ckpt_io.INDEX)
+    return FitResult(model=model, history=history, metrics=metrics, eval_metrics=eval_metrics, params=n_params,
+                     seconds=seconds, epochs=cfg.epochs, device=str(dev), world_size=world, config=cfg,
+                     checkpoint=where, info=dict(info))

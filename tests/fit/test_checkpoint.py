@@ -1,0 +1,166 @@
+"""Checkpoints: safetensors + JSON, atomic writes, exact resume on CPU, refusals that lose nothing."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from qlite import data
+from qlite.fit import FitConfig, fit, load_checkpoint, read_index
+from qlite.fit import checkpoint as ckpt_io
+from qlite.models import MLP, ModelSpec
+
+pytest.importorskip("safetensors")
+
+
+@pytest.fixture(scope="module")
+def signal():
+    return data.image("camera", size=12)
+
+
+def _params(model):
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def _crash_after(model, calls):
+    """Make the model raise on its ``calls + 1``-th training forward (a process killed mid-run)."""
+    count = [0]
+
+    def hook(module, args):
+        if module.training:
+            count[0] += 1
+            if count[0] > calls:
+                raise Crash(f"killed after {calls} training steps")
+
+    return model.register_forward_pre_hook(hook)
+
+
+def test_resume_after_a_crash_reproduces_the_uninterrupted_run_exactly(tmp_path, signal):
+    # mini-batches (shuffling RNG), cosine schedule, BatchNorm, Adam moments: every piece of state matters
+    spec = ModelSpec("relu", hidden_features=8)
+    cfg = FitConfig(epochs=12, lr=0.01, batch_size=40, schedule="cosine", checkpoint_every=5)
+    whole = fit(spec.build(2, 1, seed=0), signal, cfg)
+    victim = spec.build(2, 1, seed=0)
+    _crash_after(victim, 7 * 3 + 1)  # 3 batches per epoch: dies inside epoch 8
+    with pytest.raises(Crash):
+        fit(victim, signal, cfg, checkpoint_dir=tmp_path)
+    assert read_index(tmp_path)["epoch"] == 5
+    fresh = spec.build(2, 1, seed=99)  # different initial weights: everything must come from the checkpoint
+    resumed = fit(fresh, signal, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history["loss"] == whole.history["loss"]
+    assert resumed.history["lr"] == whole.history["lr"]
+    for a, b in zip(_params(whole.model), _params(resumed.model)):
+        assert torch.equal(a, b)
+    assert resumed.metrics == whole.metrics
+    assert read_index(tmp_path)["epoch"] == 12
+
+
+def test_continuing_a_finished_run_equals_one_longer_run(tmp_path, signal):
+    spec = ModelSpec("qiren", hidden_features=3)
+    whole = fit(spec.build(2, 1, seed=0), signal, epochs=8, lr=0.03)
+    first = fit(spec.build(2, 1, seed=0), signal, epochs=4, lr=0.03, checkpoint_dir=tmp_path)
+    resumed = fit(spec.build(2, 1, seed=5), signal, checkpoint_dir=tmp_path, resume=True, epochs=8)
+    assert resumed.history["loss"] == whole.history["loss"]
+    for a, b in zip(_params(whole.model), _params(resumed.model)):
+        assert torch.equal(a, b)
+    assert resumed.seconds >= first.seconds
+
+
+def test_checkpoint_contents_and_round_trip(tmp_path, signal):
+    model = ModelSpec("rff", hidden_features=8).build(2, 1, seed=0)
+    fit(model, signal, epochs=3, checkpoint_dir=tmp_path, info={"note": "hello"})
+    info = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert info["format"] == "qlite-checkpoint" and info["epoch"] == 3 and info["info"] == {"note": "hello"}
+    assert info["model_class"] == "RFFNet" and info["config"]["epochs"] == 3
+    weights = list(tmp_path.glob("*.safetensors"))
+    assert [w.name for w in weights] == [info["weights"]]
+    assert not list(tmp_path.glob("*.tmp"))
+    ck = load_checkpoint(tmp_path)
+    for k, v in model.state_dict().items():  # includes the fixed Fourier frequencies and BN statistics
+        assert torch.equal(ck.model_state[k], v)
+    assert {"torch", "shuffle"} <= set(ck.rng)
+    assert ck.optimizer_state["param_groups"][0]["lr"] == pytest.approx(0.03)
+    assert all("exp_avg" in s for s in ck.optimizer_state["state"].values())
+
+
+def test_existing_checkpoint_is_not_overwritten(tmp_path, signal):
+    fit(MLP(2, 1, 4), signal, epochs=2, checkpoint_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        fit(MLP(2, 1, 4), signal, epochs=2, checkpoint_dir=tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_resume_refuses_another_model_other_data_and_fewer_epochs(tmp_path, signal):
+    fit(MLP(2, 1, 4), signal, epochs=4, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="does not belong to this model.*written by a MLP, this model is a SIREN"):
+        fit(ModelSpec("siren", hidden_features=4).build(2, 1), signal, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="shapes differ"):
+        fit(MLP(2, 1, 5), signal, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="different data"):
+        fit(MLP(2, 1, 4), data.image("astronaut", size=12), checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="already at epoch 4"):
+        fit(MLP(2, 1, 4), signal, checkpoint_dir=tmp_path, resume=True, epochs=3)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        fit(MLP(2, 1, 4), signal, checkpoint_dir=tmp_path / "nothing", resume=True)
+    with pytest.raises(ValueError, match="needs checkpoint_dir"):
+        fit(MLP(2, 1, 4), signal, resume=True)
+
+
+def test_corrupt_weights_are_detected(tmp_path, signal):
+    fit(MLP(2, 1, 4), signal, epochs=1, checkpoint_dir=tmp_path)
+    w = tmp_path / read_index(tmp_path)["weights"]
+    raw = bytearray(w.read_bytes())
+    raw[-1] ^= 0xFF
+    w.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable"):
+        read_index(tmp_path)
+
+
+def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, signal, monkeypatch):
+    model = MLP(2, 1, 4)
+    fit(model, signal, epochs=2, checkpoint_dir=tmp_path)
+    good = load_checkpoint(tmp_path)
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(dst).endswith("checkpoint.json"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt_io.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        fit(model, signal, epochs=5, checkpoint_dir=tmp_path, resume=True)
+    monkeypatch.undo()
+    again = load_checkpoint(tmp_path)  # the old index and its weights are intact
+    assert again.info["epoch"] == 2
+    assert all(torch.equal(again.model_state[k], good.model_state[k]) for k in good.model_state)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_periodic_checkpoints(tmp_path, signal):
+    seen = []
+    real = ckpt_io.save_checkpoint
+
+    def spy(directory, **kw):
+        seen.append(kw["epoch"])
+        return real(directory, **kw)
+
+    import qlite.fit.loop as loop
+
+    orig = loop.ckpt_io.save_checkpoint
+    loop.ckpt_io.save_checkpoint = spy
+    try:
+        fit(MLP(2, 1, 4), signal, epochs=7, checkpoint_every=3, checkpoint_dir=tmp_path)
+    finally:
+        loop.ckpt_io.save_checkpoint = orig
+    assert seen == [3, 6, 7]
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
