@@ -319,7 +319,9 @@ class NativeBackend:
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
             return False
-        if not 8 <= circuit.n_qubits <= 10:
+        # "auto" only where fused was measured faster than unfused (8 and 9 qubits on an H200,
+        # experiments/results/tune_fused.md); fused=True runs it up to 10 qubits
+        if not 8 <= circuit.n_qubits <= (10 if self.fused is True else 9):
             return False
         on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
         return on_device and fused_path.available()
