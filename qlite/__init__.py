@@ -13,7 +13,13 @@ from .layers import QIREN, HybridLayer, QuantumLayer
 __version__ = "0.1.0"
 
 # Public names that live in heavier modules, imported on first use so `import qlite` stays fast.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "NoiseConfig": ".simulators.noise",
+    "to_qiskit": ".simulators.export",
+    "from_qiskit": ".simulators.export",
+    "to_qasm3": ".simulators.export",
+    "from_qasm3": ".simulators.export",
+}
 
 
 def __getattr__(name: str):
