@@ -20,8 +20,9 @@ ordered in a basis-state index). Trainable angles become ``ParameterVector("w")`
 features ``ParameterVector("x")`` elements (``scale * x[j]`` for scaled inputs); a trained layer's
 weights and one input can be bound to numbers instead. OpenQASM 3 writes them as ``input float[64]
 _w_0_`` declarations; both spellings are recognised on import. OpenQASM has no observables, so the
-export writes them in a comment (``// qlite observables: Z0; X1 Y2``) that the import reads back;
-Qiskit circuits carry them in ``metadata["qlite_observables"]``. Global phases are dropped (they do
+export writes them in a comment (``// qlite observables: Z0; X1 Y2``, with ``// qlite sizes:
+n_weights=.. n_inputs=..`` for parameters the gates do not use) that the import reads back; Qiskit
+circuits carry them in ``metadata``. Global phases are dropped (they do
 not change expectation values).
 """
 
@@ -49,6 +50,7 @@ _ROT_TO_U = (1, 2, 0)  # U(theta, phi, lam) = (Rot[1], Rot[2], Rot[0])
 _U_TO_ROT = (2, 0, 1)  # Rot(phi, theta, omega) = (U[2], U[0], U[1])
 _IGNORED = {"barrier", "id", "delay"}
 OBSERVABLES_TAG = "qlite observables:"
+SIZES_TAG = "qlite sizes:"
 
 
 def _qiskit():
@@ -157,7 +159,10 @@ def to_qiskit(source, weights=None, x=None, *, bind_weights: bool = True):
             return p.scale * float(x[p.index])
         return xvec[p.index] if p.scale == 1.0 else p.scale * xvec[p.index]
 
-    return build_qiskit_circuit(circuit, angle)
+    qc = build_qiskit_circuit(circuit, angle)
+    # unused weights / inputs have no Qiskit parameter: keep the sizes for the way back
+    qc.metadata["qlite_sizes"] = [0 if wvec is None else circuit.n_weights, 0 if xvec is None else circuit.n_inputs]
+    return qc
 
 
 def observables_to_qiskit(circuit: Circuit) -> list:
@@ -175,8 +180,15 @@ def to_qasm3(source, weights=None, x=None, *, bind_weights: bool = True) -> str:
     qc = to_qiskit(source, weights, x, bind_weights=bind_weights)
     text = qasm3.dumps(qc)
     head, sep, rest = text.partition("\n")
-    comment = f"// {OBSERVABLES_TAG} " + "; ".join(qc.metadata["qlite_observables"])
+    n_w, n_x = qc.metadata["qlite_sizes"]
+    comment = (f"// {OBSERVABLES_TAG} " + "; ".join(qc.metadata["qlite_observables"])
+               + f"\n// {SIZES_TAG} n_weights={n_w} n_inputs={n_x}")
     return f"{head}\n{comment}\n{rest}" if sep else f"{head}\n{comment}\n"
+
+
+def _parse_word(text: str) -> PauliWord:
+    # str(PauliWord(())) is "I", which PauliWord.parse does not read back (it wants a wire per letter)
+    return PauliWord(()) if text.strip() in ("", "I") else PauliWord.parse(text)
 
 
 def _parse_observables(observables, n_qubits: int, fallback) -> tuple[PauliWord, ...]:
@@ -184,7 +196,7 @@ def _parse_observables(observables, n_qubits: int, fallback) -> tuple[PauliWord,
         observables = fallback
     if observables is None:
         return tuple(PauliWord.z(j) for j in range(n_qubits))
-    words = tuple(PauliWord.parse(o) if isinstance(o, str) else o for o in observables)
+    words = tuple(_parse_word(o) if isinstance(o, str) else o for o in observables)
     for w in words:
         if not isinstance(w, PauliWord):
             raise TypeError(f"observables must be PauliWord or strings like 'Z0 X1', got {type(w).__name__}")
@@ -261,8 +273,18 @@ def from_qiskit(qc, observables=None, *, weight_prefix: str = "w", input_prefix:
             params = [params[i] for i in _U_TO_ROT]
         wires = tuple(qc.find_bit(q).index for q in inst.qubits)
         gates.append(Gate(name, wires, tuple(params)))
-    meta = (qc.metadata or {}).get("qlite_observables")
-    return Circuit(n, tuple(gates), _parse_observables(observables, n, meta))
+    meta = qc.metadata or {}
+    n_w, n_x = meta.get("qlite_sizes", (0, 0))
+    for p in qc.parameters:  # a ParameterVector knows its length, used elements or not
+        vec = getattr(p, "vector", None)
+        if vec is not None and weight_re.match(p.name):
+            n_w = max(n_w, len(vec))
+        elif vec is not None and input_re.match(p.name):
+            n_x = max(n_x, len(vec))
+    used_w = 1 + max((p.index for g in gates for p in g.params if p.source == "weight"), default=-1)
+    used_x = 1 + max((p.index for g in gates for p in g.params if p.source == "input"), default=-1)
+    return Circuit(n, tuple(gates), _parse_observables(observables, n, meta.get("qlite_observables")),
+                   n_weights=max(n_w, used_w), n_inputs=max(n_x, used_x))
 
 
 def from_qasm3(text: str, observables=None, **prefixes) -> Circuit:
@@ -275,15 +297,18 @@ def from_qasm3(text: str, observables=None, **prefixes) -> Circuit:
     require("qiskit_qasm3_import", _EXTRA, "importing OpenQASM 3")
     if not isinstance(text, str):
         raise TypeError(f"expected an OpenQASM 3 string, got {type(text).__name__}")
-    found = None
+    meta = {}
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("//") and OBSERVABLES_TAG in line:
             spec = line.split(OBSERVABLES_TAG, 1)[1]
-            found = [s.strip() for s in spec.split(";") if s.strip()]
+            meta["qlite_observables"] = [s.strip() for s in spec.split(";") if s.strip()]
+        elif line.startswith("//") and SIZES_TAG in line:
+            sizes = dict(kv.split("=") for kv in line.split(SIZES_TAG, 1)[1].split())
+            meta["qlite_sizes"] = [int(sizes.get("n_weights", 0)), int(sizes.get("n_inputs", 0))]
     qc = qasm3.loads(text)
-    qc.metadata = {}
-    return from_qiskit(qc, observables if observables is not None else found, **prefixes)
+    qc.metadata = meta
+    return from_qiskit(qc, observables, **prefixes)
 
 
 __all__ = ["from_qasm3", "from_qiskit", "observables_to_qiskit", "pauli_to_qiskit", "to_qasm3", "to_qiskit"]

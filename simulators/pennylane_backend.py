@@ -125,7 +125,8 @@ class PennyLaneBackend:
                 return w[p.index]
             if p.source == "input":
                 return p.scale * x[..., p.index]
-            return p.value
+            # a tensor, not a float: PennyLane's Rot matrix cannot mix Python floats with torch tensors
+            return torch.tensor(p.value, dtype=w.dtype, device=w.device)
 
         def body(w, x):
             for g in circuit.gates:
