@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import torch
 
+from . import fused as fused_path
 from . import ops
 from .circuit import Circuit, PauliWord
-from .compile import KronLayer, Monomial, ParamDiag, Program, Segment, compile_circuit
-from .gates import complex_dtype, fixed_matrix, rotation_matrices, z_signs
+from .compile import Program, compile_circuit
+from .gates import complex_dtype
+from .layout import Layout, build, make_layout
 
 log = logging.getLogger(__name__)
 
@@ -77,31 +78,17 @@ def default_strategy(n_qubits: int, device: torch.device) -> str:
     return "dense" if n_qubits <= limit else "factored"
 
 
-@dataclass
-class _Constants:
-    """Device/dtype-specific constants of a compiled program."""
-
-    fixed: dict
-    monomials: dict  # id(op) -> (perm, inv_perm, sign)
-    crz: dict  # id(op) -> (control_bits * z_target) real (D,)
-    encodings: list  # per encoding: (wires, index, scale, zsign of every wire (n, D))
-    groups: list  # per group: (rotation [(wire, 2x2)], M (D, n_g) real, columns LongTensor)
-    angle_index: dict  # id(segment) -> {gate name: index tensor into [weights, consts]}
-    consts: torch.Tensor  # constant angles of the circuit
-    eye2: torch.Tensor
-
-
 class _Run:
     """The batch part of one forward: operations on a batch-last state ``X`` of shape (2**n, B).
 
-    Operations (tuples): ``("dense", t)`` X <- U X; ``("chunk", before, width, t)`` a gate matrix
-    on a contiguous group of wires; ``("mono", (perm, inv_perm, sign))`` a signed permutation;
+    Operations (tuples): ``("dense", t)`` X <- U X; ``("chunk", before, width, t, i)`` the gate
+    matrix ``tensors[t][i]`` on a contiguous group of wires; ``("mono", (perm, inv_perm, sign))`` a signed permutation;
     ``("pdiag", t)`` a trainable diagonal; ``("enc", l, pre)`` the l-th encoding's phases, times a
     constant diagonal ``pre`` folded in from a CZ ring (or None). ``t`` indexes the tensors given
     to the autograd Function, so their gradients flow back to the weights.
     """
 
-    def __init__(self, ops_list, consts, n_qubits: int, n_obs: int, cdtype):
+    def __init__(self, ops_list, consts: Layout, n_qubits: int, n_obs: int, cdtype):
         self.ops = ops_list
         self.c = consts
         self.n = n_qubits
@@ -121,7 +108,7 @@ class _Run:
             if kind == "enc":
                 state = state * self._diag(op[1], op[2], x)
             elif kind == "chunk":
-                state = ops.apply_chunk(state, tensors[op[3]], op[1], op[2])
+                state = ops.apply_chunk(state, tensors[op[3]][op[4]], op[1], op[2])
             elif kind == "dense":
                 state = tensors[op[1]] @ state
             elif kind == "mono":
@@ -157,11 +144,13 @@ class _Run:
         for op in reversed(self.ops):
             kind = op[0]
             if kind == "chunk":
-                _, before, width, ti = op
-                adj = tensors[ti].mH
+                _, before, width, ti, li = op
+                adj = tensors[ti][li].mH
                 psi_in = ops.apply_chunk(psi, adj, before, width)
                 if need_t[ti]:
-                    grads[ti] = 2 * ops.chunk_grad(phi, psi_in, before, width)
+                    if grads[ti] is None:
+                        grads[ti] = torch.zeros_like(tensors[ti])
+                    grads[ti][li] += 2 * ops.chunk_grad(phi, psi_in, before, width)
                 psi, phi = psi_in, ops.apply_chunk(phi, adj, before, width)
             elif kind == "enc":
                 d = self._diag(op[1], op[2], x).conj()
@@ -220,16 +209,24 @@ class NativeBackend:
 
     name = "torch"
 
-    def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True):
+    def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True,
+                 fused="auto", precision: str = "tf32x3"):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        if fused not in ("auto", True, False):
+            raise ValueError(f"fused must be 'auto', True or False, got {fused!r}")
+        if precision not in fused_path.PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {fused_path.PRECISIONS}")
         self.strategy = strategy
         self.chunk = chunk
         self.check_memory = check_memory
+        self.fused = fused
+        self.precision = precision
+        self._plans: dict = {}
         self._programs: dict[Circuit, Program] = {}
-        self._consts: dict = {}
+        self._layouts: dict = {}
 
     def program(self, circuit: Circuit) -> Program:
         prog = self._programs.get(circuit)
@@ -237,145 +234,54 @@ class NativeBackend:
             prog = self._programs[circuit] = compile_circuit(circuit)
         return prog
 
-    # -- constants ---------------------------------------------------------------------------
-    def _constants(self, prog: Program, device, rdtype) -> _Constants:
+    def _layout(self, prog: Program, device, rdtype) -> Layout:
         key = (id(prog), str(device), rdtype)
-        c = self._consts.get(key)
-        if c is not None:
-            return c
-        cdtype = complex_dtype(rdtype)
-        n = prog.n_qubits
-        circuit = prog.circuit
-        const_values, const_pos = [], {}
-        monomials, crz, angle_index = {}, {}, {}
-        for seg in prog.segments:
-            by_name: dict[str, list] = {}
-            for op in seg.ops:
-                if isinstance(op, Monomial):
-                    perm = None if op.perm is None else op.perm.to(device)
-                    inv = None if op.perm is None else torch.argsort(op.perm).to(device)
-                    monomials[id(op)] = (perm, inv, op.sign.to(device=device, dtype=cdtype))
-                    continue
-                gates = [op.gate] if isinstance(op, ParamDiag) else [g for gs in op.wire_gates.values() for g in gs]
-                for g in gates:
-                    if not g.params:
-                        continue
-                    idx = []
-                    for p in g.params:
-                        if p.source == "weight":
-                            idx.append(p.index)
-                        else:
-                            if p.value not in const_pos:
-                                const_pos[p.value] = len(const_values)
-                                const_values.append(p.value)
-                            idx.append(circuit.n_weights + const_pos[p.value])
-                    if isinstance(op, ParamDiag):
-                        k = torch.arange(1 << n)
-                        ctrl = ((k >> (n - 1 - g.wires[0])) & 1).to(rdtype)
-                        zt = 1.0 - 2.0 * ((k >> (n - 1 - g.wires[1])) & 1).to(rdtype)
-                        crz[id(op)] = ((ctrl * zt).to(device), idx[0])
-                    else:
-                        by_name.setdefault(g.name, []).append(idx if g.name == "Rot" else idx[0])
-            angle_index[id(seg)] = {name: torch.tensor(v, device=device) for name, v in by_name.items()}
-        zsign_all = z_signs(n, range(n)).to(device=device, dtype=rdtype)
-        encodings = [
-            (torch.tensor(e.wires, device=device), torch.tensor(e.index, device=device),
-             torch.tensor(e.scale, dtype=rdtype, device=device), zsign_all)
-            for e in prog.encodings
-        ]
-        groups = []
-        for grp in prog.groups:
-            rot = []
-            for wire, names in grp.rotation.items():
-                mat = torch.eye(2, dtype=cdtype, device=device)
-                for nm in names:
-                    mat = fixed_matrix(nm, cdtype, device) @ mat
-                rot.append((wire, mat))
-            cols = []
-            for word in grp.words:
-                sign = torch.ones(1 << n, dtype=torch.float64)
-                if word.wires:
-                    sign = z_signs(n, word.wires).prod(0)
-                cols.append(sign)
-            groups.append((rot, torch.stack(cols, 1).to(device=device, dtype=rdtype),
-                           torch.tensor(grp.columns, device=device)))
-        fixed = {nm: fixed_matrix(nm, cdtype, device) for nm in ("H", "X", "Y", "Z", "S", "Sdg", "T")}
-        c = _Constants(fixed, monomials, crz, encodings, groups, angle_index,
-                       torch.tensor(const_values, dtype=rdtype, device=device),
-                       torch.eye(2, dtype=cdtype, device=device))
-        self._consts[key] = c
-        return c
-
-    # -- building the static segments from the weights ----------------------------------------
-    def _wire_matrices(self, seg: Segment, src: torch.Tensor, c: _Constants):
-        """Per KronLayer of the segment: {wire: 2x2 product of its gates}; CRZ diagonals."""
-        mats = {name: rotation_matrices(name, src[idx]) for name, idx in c.angle_index[id(seg)].items()}
-        used = dict.fromkeys(mats, 0)
-        out = []
-        for op in seg.ops:
-            if isinstance(op, KronLayer):
-                layer = {}
-                for wire, gates in op.wire_gates.items():
-                    m = None
-                    for g in gates:
-                        if g.params:
-                            gm = mats[g.name][used[g.name]]
-                            used[g.name] += 1
-                        else:
-                            gm = c.fixed[g.name]
-                        m = gm if m is None else gm @ m
-                    layer[wire] = m
-                out.append(("kron", layer))
-            elif isinstance(op, ParamDiag):
-                out.append(("pdiag", op))
-            else:
-                out.append(("mono", c.monomials[id(op)]))
-        return out
+        lay = self._layouts.get(key)
+        if lay is None:
+            lay = self._layouts[key] = make_layout(prog, device, rdtype, self.chunk)
+        return lay
 
     @staticmethod
-    def _crz_diag(op: ParamDiag, src, c: _Constants):
-        """CRZ(t) = diag(1, 1, exp(-it/2), exp(it/2)) on (control, target), as a (D,) vector."""
-        sign, idx = c.crz[id(op)]
-        return ops.phases(-0.5 * src[idx] * sign)
-
-    def _chunks(self, n: int):
-        """Wire groups of the Kronecker chunks: two halves by default (two GEMMs per layer)."""
-        if self.chunk is not None:
-            return [(s, min(self.chunk, n - s)) for s in range(0, n, self.chunk)]
-        hi = n // 2
-        return [(0, hi), (hi, n - hi)] if hi else [(0, n)]
-
-    def _factored(self, wire_ops, src, c, n):
-        """Operations of one segment in factored form: ('chunk', before, width, K) / ('mono', ..) / ('pdiag', d)."""
+    def _segment_ops(lay: Layout, seg, chunk_mats, crz):
+        """One segment as run operations; tensor ids: chunk c is tensor c, CRZ k is tensor len(chunks)+k."""
         out = []
-        for kind, payload in wire_ops:
+        for kind, payload in seg:
             if kind == "kron":
-                for start, w in self._chunks(n):
-                    wires = range(start, start + w)
-                    if not any(wire in payload for wire in wires):
-                        continue
-                    out.append(("chunk", start, w, ops.kron_all([payload.get(wire, c.eye2) for wire in wires])))
+                for c, (start, width) in enumerate(lay.chunks):
+                    if lay.chunk_active[payload][c]:
+                        out.append(("chunk", start, width, c, payload))
             elif kind == "pdiag":
-                out.append(("pdiag", self._crz_diag(payload, src, c)))
+                out.append(("pdiag", len(chunk_mats) + payload))
             else:
                 out.append(("mono", payload))
         return out
 
     @staticmethod
-    def _apply_plain(seg_ops, state):
-        """Apply one segment's factored operations with ordinary autograd (batch-independent work)."""
+    def _apply_plain(seg_ops, state, tensors):
+        """Apply run operations with ordinary autograd (the batch-independent work)."""
         for op in seg_ops:
             if op[0] == "chunk":
-                state = ops.apply_chunk(state, op[3], op[1], op[2])
+                state = ops.apply_chunk(state, tensors[op[3]][op[4]], op[1], op[2])
             elif op[0] == "mono":
                 state = ops.apply_monomial(state, op[1][0], op[1][2])
             else:
-                state = state * op[1][:, None]
+                state = state * tensors[op[1]][:, None]
         return state
 
     # -- the forward ---------------------------------------------------------------------------
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Expectation values ``(B, n_obs)`` for inputs ``x`` of shape ``(B, n_inputs)``."""
+        if self._fused_eligible(circuit, weights):
+            run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="factored")
+            key = (circuit, str(weights.device))
+            if key not in self._plans:
+                self._plans[key] = fused_path.plan(run.c, run.ops, circuit.n_qubits, weights.device)
+            plan = self._plans[key]
+            if plan is not None:
+                return fused_path.expvals(plan, run.c, xx, psi0, tensors[:2], self.precision)
+            if self.fused is True:
+                raise ValueError("fused=True but this circuit is not a uniform re-uploading program the fused "
+                                 "kernel runs (see qlite.simulators.fused); use fused='auto'")
         run, x, psi0, tensors, strategy = self._prepare(circuit, weights, x)
         if strategy == "autograd":
             return run.measure(run.forward(x, psi0, tensors))
@@ -391,7 +297,23 @@ class NativeBackend:
         """Computational-basis probabilities ``(B, 2**n)`` of the final state."""
         return ops.probabilities(self.state(circuit, weights, x))
 
-    def _prepare(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor, keep_trailing: bool = False):
+    def plan(self, circuit: Circuit, device="cpu", dtype=torch.float32) -> list:
+        """The batch operations a forward runs (strategy resolved), e.g. for cost counting."""
+        w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
+        x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
+        with torch.no_grad():
+            return self._prepare(circuit, w, x)[0].ops
+
+    def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
+        if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
+            return False
+        if not 8 <= circuit.n_qubits <= 12:
+            return False
+        on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
+        return on_device and fused_path.available()
+
+    def _prepare(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor, keep_trailing: bool = False,
+                 strategy: str | None = None):
         if not isinstance(circuit, Circuit):
             raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
         if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
@@ -402,7 +324,7 @@ class NativeBackend:
         device, rdtype = weights.device, weights.dtype
         cdtype = complex_dtype(rdtype)
         x = x.to(rdtype)
-        strategy = self.strategy if self.strategy != "auto" else default_strategy(n, device)
+        strategy = strategy or (self.strategy if self.strategy != "auto" else default_strategy(n, device))
         dense = strategy in ("dense", "autograd")
         training = torch.is_grad_enabled() and (weights.requires_grad or x.requires_grad)
         if self.check_memory:  # before compiling: the compiled program alone holds O(2**n) indices
@@ -410,13 +332,16 @@ class NativeBackend:
         prog = self.program(circuit)
         if self.check_memory and dense:
             check_memory(n, x.shape[0], rdtype, device, training, len(prog.encodings))
-        c = self._constants(prog, device, rdtype)
-        src = torch.cat((weights, c.consts))
-        seg_ops = [self._factored(self._wire_matrices(s, src, c), src, c, n) for s in prog.segments]
+        lay = self._layout(prog, device, rdtype)
+        chunk_mats, crz = build(lay, weights)
+        tensors = [*chunk_mats, *crz]
+        seg_ops = [self._segment_ops(lay, seg, chunk_mats, crz) for seg in lay.segments]
         e0 = torch.zeros((dim, 1), dtype=cdtype, device=device)
         e0[0, 0] = 1
-        psi0 = self._apply_plain(seg_ops[0], e0)[:, 0]
-        run_ops, tensors = [], []
+        psi0 = self._apply_plain(seg_ops[0], e0, tensors)[:, 0]
+        run_ops = []
+        if dense:
+            tensors = []
         for l in range(len(prog.encodings)):
             pre = None
             if run_ops and run_ops[-1][0] == "mono" and run_ops[-1][1][0] is None:
@@ -424,20 +349,12 @@ class NativeBackend:
             run_ops.append(("enc", l, pre))
             if dense:
                 eye = torch.eye(dim, dtype=cdtype, device=device)
-                tensors.append(self._apply_plain(seg_ops[l + 1], eye))  # columns S e_k: the matrix S
+                tensors.append(self._apply_plain(seg_ops[l + 1], eye, [*chunk_mats, *crz]))  # the matrix S
                 run_ops.append(("dense", len(tensors) - 1))
-                continue
-            for op in seg_ops[l + 1]:
-                if op[0] == "chunk":
-                    tensors.append(op[3])
-                    run_ops.append(("chunk", op[1], op[2], len(tensors) - 1))
-                elif op[0] == "pdiag":
-                    tensors.append(op[1])
-                    run_ops.append(("pdiag", len(tensors) - 1))
-                else:
-                    run_ops.append(op)
-        if not keep_trailing and all(not rot for rot, _, _ in c.groups):
+            else:
+                run_ops += seg_ops[l + 1]
+        if not keep_trailing and all(not rot for rot, _, _ in lay.groups):
             while run_ops and run_ops[-1][0] == "mono" and run_ops[-1][1][0] is None:
                 run_ops.pop()  # a diagonal of unit modulus right before a Z measurement changes nothing
-        run = _Run(run_ops, c, n, circuit.n_observables, cdtype)
+        run = _Run(run_ops, lay, n, circuit.n_observables, cdtype)
         return run, x, psi0, tensors, strategy

@@ -25,7 +25,9 @@ def apply_chunk(x: torch.Tensor, mat: torch.Tensor, before: int, width: int) -> 
     k = 1 << width
     if before == 0:
         return (mat @ x.reshape(k, -1)).reshape(dim, batch)
-    return torch.matmul(mat, x.reshape(1 << before, k, -1)).reshape(dim, batch)
+    lead = 1 << before
+    # bmm with a stride-0 batch of the matrix: torch.matmul's broadcasting would transpose and copy
+    return torch.bmm(mat.expand(lead, k, k), x.reshape(lead, k, -1)).reshape(dim, batch)
 
 
 def chunk_grad(phi_out: torch.Tensor, psi_in: torch.Tensor, before: int, width: int) -> torch.Tensor:

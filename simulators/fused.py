@@ -1,0 +1,182 @@
+"""The fused GPU path: a whole re-uploading circuit per sample in one Triton kernel.
+
+The unfused backend moves every state through device memory once per operation (a few dozen passes
+per layer); here each program keeps its samples' states on chip from the first encoding to the
+measurement, and the backward keeps the state and the adjoint on chip through every operation.
+
+It applies to the programs the QIREN layers compile to ("uniform" programs): after ``S_0 |0>``,
+each encoding is followed by the same number of sub-layers, each a Kronecker layer split into the
+two halves of the wires, then an optional +-1 diagonal (a CZ ring); all observables are the single
+wires' ``Z`` in order; float32; 4 to 6 wires per half (8 to 12 qubits). Anything else runs on the
+unfused path. ``precision`` picks Triton's ``tl.dot`` mode: ``"ieee"`` (full float32 products),
+``"tf32x3"`` (three TF32 products, close to float32) or ``"tf32"`` (one TF32 product, ~1e-3).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from . import ops
+
+PRECISIONS = ("ieee", "tf32x3", "tf32")
+
+
+def available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@dataclass
+class FusedPlan:
+    nh: int
+    nl: int
+    nseg: int
+    sub: int
+    kh_ids: list  # layer index per (segment, sub-layer), -1 for identity
+    kl_ids: list
+    diag: torch.Tensor  # (NOPS, H, L) float32, +-1 or 1
+    pre: torch.Tensor  # (NSEG, H, L) float32
+
+    @property
+    def block(self) -> int:
+        """Samples per program: about 4096 amplitudes on chip per plane."""
+        return max(1, 4096 >> (self.nh + self.nl))
+
+
+def plan(lay, run_ops, n_qubits: int, device) -> FusedPlan | None:
+    """The uniform structure of ``run_ops``, or None where the fused kernel does not apply."""
+    if len(lay.chunks) != 2:
+        return None
+    (s0, nh), (s1, nl) = lay.chunks
+    if s0 != 0 or s1 != nh or not (4 <= nh <= 6 and 4 <= nl <= 6):
+        return None
+    if len(lay.groups) != 1:
+        return None
+    rot, _, cols = lay.groups[0]
+    if rot or cols.tolist() != list(range(n_qubits)):
+        return None
+    segs = []
+    for op in run_ops:
+        kind = op[0]
+        if kind == "enc":
+            if op[2] is not None and bool(op[2].imag.abs().max() > 0):
+                return None
+            segs.append((op[2], []))
+            continue
+        if not segs:
+            return None
+        subs = segs[-1][1]
+        if kind == "chunk":
+            c, li = op[3], op[4]
+            if not subs or (c == 0 and any(v is not None for v in subs[-1])) or (c == 1 and subs[-1][1:] != [None, None]):
+                subs.append([None, None, None])
+            subs[-1][c] = li
+        elif kind == "mono" and op[1][0] is None and not bool(op[1][2].imag.abs().max() > 0):
+            if not subs or subs[-1][2] is not None:
+                subs.append([None, None, None])
+            subs[-1][2] = op[1][2].real
+        else:
+            return None
+    if not segs:
+        return None
+    sub = max(1, max(len(s) for _, s in segs))
+    h, l_ = 1 << nh, 1 << nl
+    ones = torch.ones((h, l_), device=device)
+    kh, kl, diag, pre = [], [], [], []
+    for p, subs in segs:
+        pre.append(ones if p is None else p.real.float().reshape(h, l_))
+        subs = subs + [[None, None, None]] * (sub - len(subs))
+        for hi, lo, dg in subs:
+            kh.append(-1 if hi is None else hi)
+            kl.append(-1 if lo is None else lo)
+            diag.append(ones if dg is None else dg.float().reshape(h, l_))
+    return FusedPlan(nh, nl, len(segs), sub, kh, kl, torch.stack(diag).contiguous(), torch.stack(pre).contiguous())
+
+
+def _stack(mats: torch.Tensor, ids: list) -> torch.Tensor:
+    """Rows of ``mats`` (NL, k, k) in run order; -1 picks the identity."""
+    k = mats.shape[-1]
+    bank = torch.cat((mats, torch.eye(k, dtype=mats.dtype, device=mats.device)[None]))
+    idx = torch.tensor([len(mats) if i < 0 else i for i in ids], device=mats.device)
+    return bank[idx]
+
+
+def _planes(z: torch.Tensor):
+    return z.real.contiguous(), z.imag.contiguous()
+
+
+class _Fused(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, angles, psi0, kh, kl, p: FusedPlan, precision: str):
+        from . import _fused_kernels as K
+
+        nseg, n, b = angles.shape
+        bs = p.block
+        nblocks = -(-b // bs)
+        bp = nblocks * bs
+        a = torch.nn.functional.pad(angles, (0, bp - b)).contiguous()
+        h, l_ = 1 << p.nh, 1 << p.nl
+        p0r, p0i = _planes(psi0.reshape(h, l_))
+        khr, khi = _planes(kh)
+        klr, kli = _planes(kl)
+        out = torch.empty((bp, n), device=a.device, dtype=torch.float32)
+        store = any(ctx.needs_input_grad[:4])
+        sr = torch.empty((nblocks, h, bs, l_), device=a.device) if store else out
+        si = torch.empty_like(sr) if store else out
+        K.fused_forward[(nblocks,)](a, p0r, p0i, khr, khi, klr, kli, p.diag, p.pre, out, sr, si, bp,
+                                    NH=p.nh, NL=p.nl, BS=bs, NSEG=p.nseg, SUB=p.sub, STORE=store,
+                                    PREC=precision, num_warps=8)
+        if store:
+            ctx.save_for_backward(a, khr, khi, klr, kli, sr, si)
+        ctx.meta = (p, precision, b, nblocks)
+        return out[:b]
+
+    @staticmethod
+    def backward(ctx, g):
+        from . import _fused_kernels as K
+
+        a, khr, khi, klr, kli, sr, si = ctx.saved_tensors
+        p, precision, b, nblocks = ctx.meta
+        nseg, n, bp = a.shape
+        h, l_ = 1 << p.nh, 1 << p.nl
+        nops = p.nseg * p.sub
+        dev = a.device
+        if dev.type == "cuda":
+            nprog = min(nblocks, 2 * torch.cuda.get_device_properties(dev).multi_processor_count)
+        else:
+            nprog = min(nblocks, 4)
+        gp = torch.nn.functional.pad(g, (0, 0, 0, bp - b)).contiguous().float()
+        ga = torch.empty_like(a)
+        gkhr = torch.zeros((nprog, nops, h, h), device=dev)
+        gkhi = torch.zeros_like(gkhr)
+        gklr = torch.zeros((nprog, nops, l_, l_), device=dev)
+        gkli = torch.zeros_like(gklr)
+        gp0r = torch.zeros((nprog, h, l_), device=dev)
+        gp0i = torch.zeros_like(gp0r)
+        K.fused_backward[(nprog,)](a, gp, khr, khi, klr, kli, p.diag, p.pre, sr, si, ga, gkhr, gkhi, gklr, gkli,
+                                   gp0r, gp0i, bp, nblocks, NH=p.nh, NL=p.nl, BS=p.block, NSEG=p.nseg,
+                                   SUB=p.sub, PREC=precision, num_warps=8)
+        # torch's gradient of a complex tensor is 2 * dL/d conj(z)
+        g_psi0 = 2 * torch.complex(gp0r.sum(0), gp0i.sum(0)).reshape(-1)
+        g_kh = 2 * torch.complex(gkhr.sum(0), gkhi.sum(0))
+        g_kl = 2 * torch.complex(gklr.sum(0), gkli.sum(0))
+        return ga[..., :b], g_psi0, g_kh, g_kl, None, None
+
+
+def expvals(p: FusedPlan, lay, x: torch.Tensor, psi0: torch.Tensor, chunk_mats, precision: str) -> torch.Tensor:
+    """``(B, n)`` expectation values through the fused kernels (differentiable)."""
+    n = lay.n
+    angles = torch.stack([ops.wire_angles(x, wires, index, scale, n) for wires, index, scale, _ in lay.encodings])
+    kh = _stack(chunk_mats[0], p.kh_ids)
+    kl = _stack(chunk_mats[1], p.kl_ids)
+    return _Fused.apply(angles, psi0, kh, kl, p, precision)
