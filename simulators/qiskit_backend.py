@@ -10,10 +10,12 @@ How it runs a batch:
   statevector run would follow one random trajectory). Readout error of a :class:`NoiseConfig` is
   applied exactly (:func:`~qlite.simulators.noise.readout_expansion`): Aer's estimator does not
   measure, so it ignores readout errors.
-* ``shots=N``: Aer's ``SamplerV2`` measures each qubit-wise commuting group of the observables
-  (basis rotation then ``measure_all``), ``N`` shots per input, with the noise model's gate and
-  readout errors; each word is the mean of its parity. Shots go through the sampler, not the
-  estimator: Aer's ``EstimatorV2`` models finite precision as Gaussian noise ``N(ev, precision)``
+* ``shots=N``: each qubit-wise commuting group of the observables is measured (basis rotation then
+  ``measure_all``), ``N`` shots per input, with the noise model's gate and readout errors; each word
+  is the mean of its parity. Aer runs the measured circuits and its outcome counts are read directly
+  (what Aer's ``SamplerV2`` does, less its one bit string per shot); a ``sampler=`` primitive given
+  by the user (hardware) is used through the ``SamplerV2`` interface instead. Shots go through
+  sampling, not the estimator: Aer's ``EstimatorV2`` models finite precision as Gaussian noise ``N(ev, precision)``
   added to exact values (``qiskit_aer/primitives/estimator_v2.py``), which is not shot noise and
   has no readout error.
 * Gradients: parameter-shift rules per angle occurrence (Schuld et al., PRA 99, 032331 (2019)):
@@ -196,6 +198,7 @@ class QiskitBackend:
         self.estimator = estimator or prim.EstimatorV2(options={"backend_options": options})
         self.sampler = sampler or prim.SamplerV2(options={"backend_options": options})
         self._own_sampler = sampler is None
+        self._aer = aer.AerSimulator(**options) if sampler is None else None
         self._plans: dict[Circuit, _Plan] = {}
         log.info("qiskit backend: Aer %s on %s, shots=%s, noise=%s", method, device, self.shots, noise)
 
@@ -227,8 +230,8 @@ class QiskitBackend:
         return evs if plan.mix is None else evs @ plan.mix
 
     def _sampled(self, plan: _Plan, values: np.ndarray) -> np.ndarray:
-        if self._own_sampler:  # fresh randomness each call, reproducible from the seed
-            self.sampler.options.run_options["seed_simulator"] = int(self._rng.integers(2**31))
+        if self._own_sampler:
+            return self._sampled_counts(plan, values)
         # a circuit without parameters cannot be bound N times: sample N * shots outcomes instead
         pubs = [(qc, values) if plan.n_angles else (qc, None, self.shots * len(values)) for qc, _, _ in plan.groups]
         results = self.sampler.run(pubs, shots=self.shots).result()
@@ -239,6 +242,31 @@ class QiskitBackend:
             for mask, col in zip(masks, cols):
                 parity = np.bitwise_count(bits & mask).sum(-1) & 1  # (N, shots)
                 out[:, col] = (1.0 - 2.0 * parity).mean(-1)
+        return out
+
+    def _sampled_counts(self, plan: _Plan, values: np.ndarray) -> np.ndarray:
+        """Aer's own sampling, read as counts: the same shots as ``SamplerV2`` (which asks Aer for
+        every shot's bit string, ``memory=True``) without one Python string per shot, so a million
+        shots cost what a thousand do."""
+        n = len(values)
+        if plan.n_angles:
+            circuits = [qc for qc, _, _ in plan.groups]
+            binds = [{p: values[:, j].tolist() for j, p in enumerate(qc.parameters)} for qc in circuits]
+            run = dict(parameter_binds=binds)
+        else:  # nothing to bind: N copies of each circuit, N independent draws
+            circuits, run = [qc for qc, _, _ in plan.groups for _ in range(n)], {}
+        seed = int(self._rng.integers(2**31))  # fresh randomness each call, reproducible from the seed
+        result = self._aer.run(circuits, shots=self.shots, seed_simulator=seed, **run).result()
+        out = np.empty((n, plan.n_obs))
+        for g, (_, masks, cols) in enumerate(plan.groups):
+            # (N, n_words) parity masks as integers: clbit i (qubit i) is bit i of Aer's hex outcome keys
+            imask = np.array([int.from_bytes(m.tobytes(), "big") for m in masks], dtype=np.int64)
+            for b in range(n):
+                counts = result.data(g * n + b)["counts"]
+                keys = np.fromiter((int(k, 16) for k in counts), dtype=np.int64, count=len(counts))
+                freq = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+                parity = np.bitwise_count(keys[:, None] & imask[None, :]) & 1  # (outcomes, words)
+                out[b, cols] = freq @ (1.0 - 2.0 * parity) / self.shots
         return out
 
     # -- the torch interface ----------------------------------------------------------------------
