@@ -46,7 +46,7 @@ def main():
                                        device=args.device)
     model = model.cpu()  # evaluation: native rows on the CPU like the Aer rows
     sweep = dict(shots=(10, 1000, 100_000), aer_shots=(1000,), readout=(0.01, 0.05), depolarizing=(1e-3,),
-                 combined=((1e-3, 0.02, 1000),), subset=64, repeats=2) if args.quick else dict(
+                 combined=((1e-3, 0.02, 1000),), subset=64, repeats=2, layer_shots=1000) if args.quick else dict(
         shots=(1, 10, 100, 1000, 10_000, 100_000, 10**6, 10**7, 10**8), subset=args.subset or None,
         repeats=args.repeats)
     result = noise_sweep(model, coords, values, seed=args.seed, aer=not args.no_aer, **sweep)

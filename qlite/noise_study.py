@@ -130,10 +130,11 @@ def predict(model: torch.nn.Module, coords: torch.Tensor) -> torch.Tensor:
 
 
 def _evaluate(model, coords, target, make_backend, repeats: int, seed: int = 0) -> dict:
-    """PSNR over ``repeats`` draws; ``make_backend(s)`` gets a distinct seed per draw and layer."""
+    """PSNR over ``repeats`` draws; ``make_backend(i, s)`` builds layer ``i``'s backend with a seed
+    ``s`` distinct per draw and layer."""
     t0 = time.perf_counter()
-    scores = [psnr(predict(with_backend(model, lambda i, r=r: make_backend(seed * 1_000_003 + 101 * r + i)), coords),
-                   target) for r in range(repeats)]
+    scores = [psnr(predict(with_backend(model, lambda i, r=r: make_backend(i, seed * 1_000_003 + 101 * r + i)),
+                           coords), target) for r in range(repeats)]
     mean = sum(scores) / len(scores)
     std = math.sqrt(sum((v - mean) ** 2 for v in scores) / (len(scores) - 1)) if len(scores) > 1 else 0.0
     return {"psnr": mean, "psnr_std": std, "repeats": repeats, "pixels": coords.shape[0],
@@ -143,7 +144,8 @@ def _evaluate(model, coords, target, make_backend, repeats: int, seed: int = 0) 
 def noise_sweep(model: torch.nn.Module, coords: torch.Tensor, values: torch.Tensor, *,
                 shots=(1, 10, 100, 1000, 10_000, 100_000, 1_000_000), aer_shots=(100, 1000, 10_000),
                 readout=(0.005, 0.01, 0.02, 0.05, 0.1), depolarizing=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-                ratio_2q: float = 10.0, combined=((1e-3, 0.02, 1000),), subset: int | None = 256,
+                ratio_2q: float = 10.0, combined=((1e-3, 0.02, 1000),), layer_shots: int | None = 1000,
+                subset: int | None = 256,
                 repeats: int = 3, seed: int = 0, aer: bool = True) -> dict:
     """PSNR of a trained model against shots and noise strength (see the module docstring).
 
@@ -155,6 +157,8 @@ def noise_sweep(model: torch.nn.Module, coords: torch.Tensor, values: torch.Tens
         depolarizing: single-qubit depolarizing probabilities ``p``; two-qubit gates get
             ``min(1, ratio_2q * p)``; Aer density matrix, exact values, on ``subset`` pixels.
         combined: ``(p, readout, shots)`` hardware-like settings, Aer sampler on ``subset`` pixels.
+        layer_shots: shots in one hybrid layer at a time (the others exact), to see which layer's
+            noise the model amplifies; ``None`` skips these rows.
         subset: pixels (fixed random choice) for the density-matrix rows; ``None``: all.
         aer: run the Aer rows (needs ``qlite[qiskit]``).
 
@@ -165,37 +169,45 @@ def noise_sweep(model: torch.nn.Module, coords: torch.Tensor, values: torch.Tens
     from qlite.simulators.noise import NoiseConfig
 
     rows = []
-    base = _evaluate(model, coords, values, lambda s: get_backend("torch"), 1)
+    base = _evaluate(model, coords, values, lambda i, s: get_backend("torch"), 1)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(coords.shape[0], generator=g)[:subset] if subset else torch.arange(coords.shape[0])
     idx = idx.sort().values
     sub_x, sub_y = coords[idx], values[idx]
-    sub_base = _evaluate(model, sub_x, sub_y, lambda s: get_backend("torch"), 1)
+    sub_base = _evaluate(model, sub_x, sub_y, lambda i, s: get_backend("torch"), 1)
     rows.append({"noise": "none", "backend": "torch (exact)", **base})
     for n in shots:
-        r = _evaluate(model, coords, values, lambda s, n=n: get_backend("torch", shots=n, seed=s), repeats, seed)
+        r = _evaluate(model, coords, values, lambda i, s, n=n: get_backend("torch", shots=n, seed=s), repeats, seed)
         rows.append({"noise": "shots", "backend": "torch shot mode", "shots": n, **r})
         log.info("shots %d: %.2f dB", n, r["psnr"])
+    if layer_shots:
+        n_layers = sum(1 for m in model.modules() if hasattr(m, "backend") and hasattr(m, "circuit"))
+        for k in range(n_layers):
+            r = _evaluate(model, coords, values, lambda i, s, k=k: get_backend(
+                "torch", **({"shots": layer_shots, "seed": s} if i == k else {})), repeats, seed)
+            rows.append({"noise": "shots in one layer", "backend": "torch shot mode", "layer": k,
+                         "shots": layer_shots, **r})
+            log.info("shots %d in layer %d only: %.2f dB", layer_shots, k, r["psnr"])
     for p in readout:
-        r = _evaluate(model, coords, values, lambda s, p=p: get_backend("torch", noise=NoiseConfig(readout=p)), 1)
+        r = _evaluate(model, coords, values, lambda i, s, p=p: get_backend("torch", noise=NoiseConfig(readout=p)), 1)
         rows.append({"noise": "readout", "backend": "torch (exact readout)", "readout": p, **r})
         log.info("readout %.3f: %.2f dB", p, r["psnr"])
     if aer:
         for n in aer_shots:
             r = _evaluate(model, coords, values,
-                          lambda s, n=n: get_backend("qiskit", shots=n, seed=s, gradient=None), repeats, seed)
+                          lambda i, s, n=n: get_backend("qiskit", shots=n, seed=s, gradient=None), repeats, seed)
             rows.append({"noise": "shots", "backend": "qiskit Aer sampler", "shots": n, **r})
             log.info("Aer shots %d: %.2f dB", n, r["psnr"])
         for p in depolarizing:
             cfg = NoiseConfig(depolarizing=p, depolarizing_2q=min(1.0, ratio_2q * p))
-            r = _evaluate(model, sub_x, sub_y, lambda s, c=cfg: get_backend("qiskit", noise=c, gradient=None), 1)
+            r = _evaluate(model, sub_x, sub_y, lambda i, s, c=cfg: get_backend("qiskit", noise=c, gradient=None), 1)
             rows.append({"noise": "depolarizing", "backend": "qiskit Aer density matrix", "p1": cfg.depolarizing,
                          "p2": cfg.depolarizing_2q, **r})
             log.info("depolarizing %.4g / %.4g: %.2f dB (%.0f s)", cfg.depolarizing, cfg.depolarizing_2q, r["psnr"],
                      r["seconds"])
         for p, ro, n in combined:
             cfg = NoiseConfig(depolarizing=p, depolarizing_2q=min(1.0, ratio_2q * p), readout=ro)
-            r = _evaluate(model, sub_x, sub_y, lambda s, c=cfg, n=n: get_backend(
+            r = _evaluate(model, sub_x, sub_y, lambda i, s, c=cfg, n=n: get_backend(
                 "qiskit", shots=n, noise=c, method="density_matrix", seed=s, gradient=None), 1, seed)
             rows.append({"noise": "combined", "backend": "qiskit Aer sampler (density matrix)", "p1": cfg.depolarizing,
                          "p2": cfg.depolarizing_2q, "readout": ro, "shots": n, **r})
@@ -216,6 +228,7 @@ def to_markdown(result: dict) -> str:
            f"{sub['psnr']:.2f} dB on the {sub['pixels']}-pixel subset used for the density-matrix rows.", ""]
     sections = [
         ("shots", "Finite shots (per layer, per pixel, per measurement group)", ["backend", "shots"]),
+        ("shots in one layer", "Shots in one hybrid layer only (the others exact)", ["layer", "shots"]),
         ("readout", "Readout error (symmetric bit flips, exact expectation values)", ["readout"]),
         ("depolarizing", f"Depolarizing noise after every gate (two-qubit p = {result['ratio_2q']:g} x one-qubit p),"
                          " exact density matrix", ["p1", "p2"]),
@@ -229,7 +242,7 @@ def to_markdown(result: dict) -> str:
         out += [f"#### {title}", "", "| " + " | ".join(cols + ["pixels", "PSNR dB", "std (draws)", "draws", "s"]) + " |",
                 "|" + "---|" * (len(cols) + 5)]
         for r in sel:
-            cells = [str(r.get(c, "")) if c == "backend" else _fmt(r.get(c)) for c in cols]
+            cells = [str(r.get(c, "")) if c in ("backend", "layer") else _fmt(r.get(c)) for c in cols]
             cells += [str(r["pixels"]), f"{r['psnr']:.2f}", f"{r['psnr_std']:.2f}" if r["repeats"] > 1 else "",
                       str(r["repeats"]), f"{r['seconds']:.1f}"]
             out.append("| " + " | ".join(cells) + " |")

@@ -81,4 +81,6 @@ def test_noise_sweep_limits_and_ordering():
     assert by[("readout", "torch (exact readout)", None, 0.3, None)] < base - 1
     dep = {r["p1"]: r["psnr"] for r in res["rows"] if r["noise"] == "depolarizing"}
     assert dep[0.0] == pytest.approx(sub, abs=1e-4) and dep[0.2] < sub - 1
-    assert "#### Depolarizing noise" in to_markdown(res)
+    one = [r for r in res["rows"] if r["noise"] == "shots in one layer"]
+    assert [r["layer"] for r in one] == [0, 1] and all(r["psnr"] < base for r in one)
+    assert "#### Depolarizing noise" in to_markdown(res) and "#### Shots in one hybrid layer" in to_markdown(res)
