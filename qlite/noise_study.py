@@ -143,8 +143,8 @@ def _evaluate(model, coords, target, make_backend, repeats: int, seed: int = 0) 
 
 def noise_sweep(model: torch.nn.Module, coords: torch.Tensor, values: torch.Tensor, *,
                 shots=(1, 10, 100, 1000, 10_000, 100_000, 1_000_000), aer_shots=(100, 1000, 10_000),
-                readout=(0.005, 0.01, 0.02, 0.05, 0.1), depolarizing=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-                ratio_2q: float = 10.0, combined=((1e-3, 0.02, 1000),), layer_shots: int | None = 1000,
+                readout=(0.005, 0.01, 0.02, 0.05, 0.1), depolarizing=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                ratio_2q: float = 10.0, combined=((1e-4, 0.01, 10_000), (1e-3, 0.02, 1000)), layer_shots: int | None = 1000,
                 subset: int | None = 256,
                 repeats: int = 3, seed: int = 0, aer: bool = True) -> dict:
     """PSNR of a trained model against shots and noise strength (see the module docstring).
@@ -212,8 +212,10 @@ def noise_sweep(model: torch.nn.Module, coords: torch.Tensor, values: torch.Tens
             rows.append({"noise": "combined", "backend": "qiskit Aer sampler (density matrix)", "p1": cfg.depolarizing,
                          "p2": cfg.depolarizing_2q, "readout": ro, "shots": n, **r})
             log.info("combined %s, %d shots: %.2f dB", cfg, n, r["psnr"])
+    mean = {"all": psnr(values.mean(0).expand_as(values), values),
+            "subset": psnr(sub_y.mean(0).expand_as(sub_y), sub_y)}  # what a constant prediction scores
     return {"rows": rows, "baseline": base, "subset_baseline": sub_base, "subset_index": idx.tolist(),
-            "ratio_2q": ratio_2q}
+            "ratio_2q": ratio_2q, "constant_prediction": mean}
 
 
 # -- reporting --------------------------------------------------------------------------------------
@@ -225,7 +227,22 @@ def to_markdown(result: dict) -> str:
     """The sweep as Markdown tables (one per kind of noise)."""
     rows, base, sub = result["rows"], result["baseline"], result["subset_baseline"]
     out = [f"Noiseless (exact) PSNR: {base['psnr']:.2f} dB on all {base['pixels']} pixels, "
-           f"{sub['psnr']:.2f} dB on the {sub['pixels']}-pixel subset used for the density-matrix rows.", ""]
+           f"{sub['psnr']:.2f} dB on the {sub['pixels']}-pixel subset used for the density-matrix rows."]
+    const = result.get("constant_prediction")
+    if const:
+        out.append(f"A constant prediction (the image mean) scores {const['all']:.2f} dB ({const['subset']:.2f} dB "
+                   "on the subset): rows near it carry no image content.")
+    for text, kind, key, ref, pick in (
+        ("fewest shots within 1 dB of the exact PSNR", "shots", "shots", base["psnr"], min),
+        ("largest readout error within 1 dB", "readout", "readout", base["psnr"], max),
+        ("largest one-qubit depolarizing p within 1 dB (subset)", "depolarizing", "p1", sub["psnr"], max),
+    ):
+        ok = [r[key] for r in rows if r["noise"] == kind and r["backend"] != "qiskit Aer sampler"
+              and r["psnr"] >= ref - 1.0]
+        have = [r for r in rows if r["noise"] == kind]
+        if have:
+            out.append(f"- {text}: {_fmt(pick(ok)) if ok else 'none in the sweep'}")
+    out.append("")
     sections = [
         ("shots", "Finite shots (per layer, per pixel, per measurement group)", ["backend", "shots"]),
         ("shots in one layer", "Shots in one hybrid layer only (the others exact)", ["layer", "shots"]),
@@ -265,6 +282,9 @@ def plot_noise(result: dict, axes=None):
             ax1.errorbar([r["shots"] for r in sel], [r["psnr"] for r in sel], yerr=[r["psnr_std"] for r in sel],
                          fmt=marker, label=backend, capsize=3)
     ax1.axhline(base, color="k", lw=0.8, ls=":", label="exact")
+    const = result.get("constant_prediction")
+    if const:
+        ax1.axhline(const["all"], color="r", lw=0.8, ls="-.", label="constant (image mean)")
     ax1.set(xscale="log", xlabel="shots per expectation value", ylabel="PSNR (dB)", title="Shot noise")
     ax1.legend()
     ro = [r for r in result["rows"] if r["noise"] == "readout"]
@@ -276,6 +296,8 @@ def plot_noise(result: dict, axes=None):
                  label=f"depolarizing p (2q: {result['ratio_2q']:g}p), subset")
     ax2.axhline(base, color="k", lw=0.8, ls=":", label="exact (all pixels)")
     ax2.axhline(result["subset_baseline"]["psnr"], color="gray", lw=0.8, ls="--", label="exact (subset)")
+    if const:
+        ax2.axhline(const["all"], color="r", lw=0.8, ls="-.", label="constant (image mean)")
     ax2.set(xscale="log", xlabel="error probability", ylabel="PSNR (dB)", title="Gate and readout noise")
     ax2.legend(fontsize=8)
     return axes
