@@ -26,7 +26,7 @@ DEFAULT_MODE = {"torch": "step", "pennylane": "step", "jax": "step", "qiskit": "
 
 def time_backend(name: str, points: int, *, device="cpu", dtype: torch.dtype = torch.float32, mode: str | None = None,
                  repeats: int = 3, warmup: int = 1, max_seconds: float | None = 60.0, seed: int = 0,
-                 hidden_features: int = 8, **backend_options) -> dict:
+                 hidden_features: int = 8, backend_options: dict | None = None) -> dict:
     """Time the QIREN image model on backend ``name`` for a batch of ``points`` coordinates.
 
     Args:
@@ -37,8 +37,8 @@ def time_backend(name: str, points: int, *, device="cpu", dtype: torch.dtype = t
             default by backend (:data:`DEFAULT_MODE`).
         repeats, warmup, max_seconds: passed to ``qlite.bench.time_call``.
         hidden_features: qubits per hybrid layer (8 in the paper).
-        **backend_options: passed to the backend (e.g. ``device="lightning.qubit"`` for PennyLane,
-            ``shots=1000`` for Qiskit).
+        backend_options: passed to the backend (e.g. ``{"device": "lightning.qubit"}`` for PennyLane,
+            ``{"shots": 1000}`` for Qiskit); a dict, since ``device`` here is the torch device.
 
     Returns:
         A row ``{"impl": "backend:<name>", "qubits", "points", "strategy": mode, "ms", "ms_min",
@@ -53,6 +53,7 @@ def time_backend(name: str, points: int, *, device="cpu", dtype: torch.dtype = t
     from qlite.bench import time_call, training_step
     from qlite.layers import QIREN
 
+    backend_options = dict(backend_options or {})
     mode = mode or DEFAULT_MODE.get(name, "forward")
     if mode not in ("step", "forward"):
         raise ValueError(f"mode must be 'step' or 'forward', got {mode!r}")
