@@ -20,7 +20,9 @@ float64 batch runs inside the scoped context manager ``jax.enable_x64(True)`` (a
 float64 program), so other JAX code in the process keeps its configuration.
 
 Devices: data moves torch -> JAX through NumPy on the CPU, and through DLPack (no copy) when the
-tensors are on CUDA and JAX has a GPU; otherwise CUDA tensors are copied through the host.
+tensors are on CUDA and JAX has a GPU; otherwise CUDA tensors are copied through the host. On a GPU,
+set ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` before JAX starts: by default JAX takes 75 % of the
+card's memory at its first call, which leaves too little for torch.
 """
 
 from __future__ import annotations
@@ -214,8 +216,10 @@ class JaxBackend:
 
     @staticmethod
     def to_torch(a, like: torch.Tensor) -> torch.Tensor:
-        if like.is_cuda and "gpu" in str(getattr(a, "device", "")).lower():
-            return torch.from_dlpack(a).to(like.dtype)
+        devices = a.devices() if hasattr(a, "devices") else set()
+        on_gpu = any(getattr(d, "platform", "") == "gpu" for d in devices)  # str(device) reads "cuda:0"
+        if like.is_cuda and on_gpu:
+            return torch.from_dlpack(a).to(device=like.device, dtype=like.dtype)
         return torch.from_numpy(np.array(a)).to(device=like.device, dtype=like.dtype)
 
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
