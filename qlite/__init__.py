@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 
 # Public names that live in heavier modules, imported on first use so `import qlite` stays fast.
 _LAZY: dict[str, str] = {
+    "circuit_spectrum": ".spectrum",
+    "model_spectrum": ".spectrum",
+    "spectrum_size": ".spectrum",
     "NoiseConfig": ".simulators.noise",
     "to_qiskit": ".simulators.export",
     "from_qiskit": ".simulators.export",

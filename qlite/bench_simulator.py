@@ -12,14 +12,16 @@ import logging
 
 import torch
 
-from qlite.bench import ceilings, machine_info, quantum_model_cost, time_call, training_step
+from qlite.bench import ceilings, graphed_training_step, machine_info, quantum_model_cost, time_call, training_step
 from qlite.layers import QIREN
 
 log = logging.getLogger(__name__)
 
 
 def backend_options(spec: str) -> dict:
-    """``"auto"`` / ``"dense"`` / ``"factored"`` (unfused), ``"fused:<precision>"``."""
+    """``"auto"`` / ``"dense"`` / ``"factored"`` (unfused), ``"fused:<precision>"``; a ``+graph``
+    suffix (handled by the caller) replays the step as a CUDA graph."""
+    spec = spec.removesuffix("+graph")
     if spec.startswith("fused"):
         _, _, prec = spec.partition(":")
         return {"fused": True, "precision": prec or "tf32x3"}
@@ -55,7 +57,14 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
         for strategy in strategies:
             torch.manual_seed(seed)
             model = QIREN(2, 1, **backend_options(strategy)).to(device)
-            t = time_call(training_step(model, x, y), device, repeats=repeats, warmup=2, max_seconds=max_seconds)
+            try:
+                make = graphed_training_step if strategy.endswith("+graph") else training_step
+                t = time_call(make(model, x, y), device, repeats=repeats, warmup=2, max_seconds=max_seconds)
+            except Exception as err:  # a benchmark reports a failing variant instead of stopping
+                rows.append({"impl": "qlite", "qubits": 8, "points": p, "strategy": strategy,
+                             "error": f"{type(err).__name__}: {str(err)[:100]}"})
+                log.warning("qlite 8 qubits %d points (%s) failed: %s", p, strategy, err)
+                continue
             rows.append(_row("qlite", 8, p, t, model, ceil, strategy))
             log.info("qlite 8 qubits %d points (%s): %.2f ms", p, strategy, t["ms"])
         if pennylane and (pennylane_max_points is None or p <= pennylane_max_points):
@@ -70,15 +79,17 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
     x, y = _data(qubit_points, device, g)
     for n in qubits:
         for strategy in strategies:
-            if (strategy == "dense" and n > 11) or (strategy.startswith("fused") and not 8 <= n <= 12):
-                continue  # dense 2**n x 2**n products: not a contender; fused: 8 to 12 qubits only
+            if (strategy == "dense" and n > 11) or (strategy.startswith("fused") and not 8 <= n <= 10):
+                continue  # dense 2**n x 2**n products: not a contender; fused: 8 to 10 qubits only
             torch.manual_seed(seed)
             model = QIREN(2, 1, hidden_features=n, **backend_options(strategy)).to(device)
             try:
-                t = time_call(training_step(model, x, y), device, repeats=repeats, warmup=1, max_seconds=max_seconds)
-            except (ValueError, torch.OutOfMemoryError) as err:  # too large for this device: say so
+                make = graphed_training_step if strategy.endswith("+graph") else training_step
+                t = time_call(make(model, x, y), device, repeats=repeats, warmup=1, max_seconds=max_seconds)
+            except Exception as err:  # too large for this device, or a failing variant: say so
                 rows.append({"impl": "qlite", "qubits": n, "points": qubit_points, "strategy": strategy,
-                             "error": str(err).split(";")[0]})
+                             "error": f"{type(err).__name__}: {str(err).split(';')[0][:100]}"})
+                log.warning("qlite %d qubits (%s) failed: %s", n, strategy, err)
                 continue
             rows.append(_row("qlite", n, qubit_points, t, model, ceil, strategy))
             log.info("qlite %d qubits %d points (%s): %.2f ms", n, qubit_points, strategy, t["ms"])
@@ -147,7 +158,8 @@ def strategy_sweep(qubits=range(2, 13), batches=(1024, 65536), device="cpu", chu
     return {"machine": machine_info(device), "rows": rows}
 
 
-def fused_accuracy(device="cuda", qubits=(8, 10, 12), batch: int = 256, seed: int = 0) -> list[dict]:
+def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int = 0,
+                   precisions=("ieee", "tf32x3", "tf32")) -> list[dict]:
     """Largest errors of the fused kernels (each precision) and of the unfused float32 path against
     the unfused float64 path: values and gradients of weights and inputs."""
     from qlite.simulators import NativeBackend, reuploading_circuit
@@ -169,10 +181,60 @@ def fused_accuracy(device="cuda", qubits=(8, 10, 12), batch: int = 256, seed: in
 
         ref = grads(NativeBackend(strategy="factored", fused=False), torch.float64)
         cases = [("unfused", NativeBackend(strategy="factored", fused=False))]
-        cases += [(f"fused:{p}", NativeBackend(fused=True, precision=p)) for p in ("ieee", "tf32x3", "tf32")]
+        cases += [(f"fused:{p}", NativeBackend(fused=True, precision=p)) for p in precisions]
         for name, backend in cases:
-            got = grads(backend, torch.float32)
-            errs = [float((a - b).abs().max()) for a, b in zip(got, ref)]
+            try:
+                got = grads(backend, torch.float32)
+            except Exception as err:  # e.g. a kernel that does not fit this card: record it
+                rows.append({"qubits": n, "impl": name, "error": f"{type(err).__name__}: {str(err)[:100]}"})
+                log.warning("accuracy n=%d %s failed: %s", n, name, err)
+                continue
+            errs = [float((a - b).detach().abs().max()) for a, b in zip(got, ref)]
             rows.append({"qubits": n, "impl": name, "value_err": errs[0], "grad_w_err": errs[1], "grad_x_err": errs[2]})
             log.info("accuracy n=%d %s: %s", n, name, errs)
     return rows
+
+
+def tune_fused(device="cuda", qubits=(8,), batch: int = 65536, blocks=(4, 8, 16), back_blocks=(1, 2, 4),
+               warps=(4, 8), precision: str = "ieee", repeats: int = 10) -> list[dict]:
+    """Forward and forward + backward of one QIREN layer, fused per (block, backward block, warps),
+    and unfused (factored) for comparison."""
+    from qlite.layers import QuantumLayer
+
+    rows = []
+    for n in qubits:
+        x = torch.rand(batch, n, device=device, requires_grad=True)
+        configs = [dict(fused=False, strategy="factored")]
+        configs += [dict(fused=True, precision=precision, fused_block=bs, fused_back_block=bb, fused_warps=nw)
+                    for bs in blocks for bb in back_blocks for nw in warps if bb <= bs]
+        for cfg in configs:
+            torch.manual_seed(0)
+            layer = QuantumLayer(n, **cfg).to(device)
+            row = {"qubits": n, "batch": batch, **{k: v for k, v in cfg.items() if k != "precision"}}
+            try:
+                with torch.no_grad():
+                    row["fwd_ms"] = time_call(lambda: layer(x), device, repeats=repeats)["ms"]
+                row["fwd_bwd_ms"] = time_call(lambda: layer(x).sum().backward(), device, repeats=repeats)["ms"]
+            except Exception as err:
+                row["error"] = f"{type(err).__name__}: {str(err)[:90]}"
+            log.info("tune %s", row)
+            rows.append(row)
+    return rows
+
+
+def kernel_profile(spec: str = "fused:ieee", points: int = 65536, device="cuda", rows: int = 15) -> str:
+    """The CUDA kernels of one QIREN training step, by total device time (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(0)
+    x, y = _data(points, device, g)
+    model = QIREN(2, 1, **backend_options(spec)).to(device)
+    step = training_step(model, x, y)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows)

@@ -18,6 +18,11 @@ from qlite.simulators import Circuit, get_backend, reuploading_circuit
 TWO_PI = 2 * math.pi
 
 
+def _tracing(x: torch.Tensor) -> bool:
+    """Under torch.compile or CUDA-graph capture a data-dependent check would break the trace."""
+    return torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
 class QuantumLayer(nn.Module):
     """A data re-uploading circuit as a layer: input ``(..., n_qubits)``, output ``(..., n_obs)``.
 
@@ -90,7 +95,7 @@ class QuantumLayer(nn.Module):
                 f"QuantumLayer expects inputs of shape (..., {self.in_features}), got {tuple(x.shape)}; "
                 f"put a Linear(..., {self.in_features}) in front or use n_qubits={x.shape[-1] if x.dim() else 1}"
             )
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+        if not _tracing(x) and not bool(torch.isfinite(x).all()):
             raise ValueError("QuantumLayer got non-finite inputs (nan or inf); check the data and the learning rate")
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features).to(self.weights.dtype)

@@ -38,8 +38,10 @@ def _phase(A, s, b_idx, B, hh, ll, NH: tl.constexpr, NL: tl.constexpr, H: tl.con
 @triton.jit
 def _cdot(ar, ai, br, bi, PREC: tl.constexpr):
     """Complex matrix product (ar + i ai) @ (br + i bi)."""
-    rr = tl.dot(ar, br, input_precision=PREC) - tl.dot(ai, bi, input_precision=PREC)
-    ri = tl.dot(ar, bi, input_precision=PREC) + tl.dot(ai, br, input_precision=PREC)
+    rr = tl.dot(ar, br, input_precision=PREC)
+    rr = tl.dot(-ai, bi, rr, input_precision=PREC)  # accumulate in place: fewer live buffers
+    ri = tl.dot(ar, bi, input_precision=PREC)
+    ri = tl.dot(ai, br, ri, input_precision=PREC)
     return rr, ri
 
 
@@ -83,8 +85,8 @@ def fused_forward(A, P0R, P0I, KHR, KHI, KLR, KLI, DG, PRE, OUT, SR, SI, B,
         tl.store(OUT + b_idx * N + w, tl.sum(p_h * _zsign(hh, NH, w)[:, None], axis=0))
     for w in tl.static_range(NL):
         tl.store(OUT + b_idx * N + NH + w, tl.sum(p_l * _zsign(ll, NL, w)[None, :], axis=1))
-    if STORE:
-        off = pid * (H * BS * L) + (hh[:, None, None] * BS + bb[None, :, None]) * L + ll[None, None, :]
+    if STORE:  # per sample contiguous (B, H, L): the backward may use another block size
+        off = (b_idx[None, :, None] * H + hh[:, None, None]) * L + ll[None, None, :]
         tl.store(SR + off, sr)
         tl.store(SI + off, si)
 
@@ -109,7 +111,7 @@ def fused_backward(A, G, KHR, KHI, KLR, KLI, DG, PRE, SR, SI, GA, GKHR, GKHI, GK
     ll2 = ll[:, None] * L + ll[None, :]
     for blk in range(pid, NBLOCKS, nprog):
         b_idx = blk * BS + bb
-        off = blk * (H * BS * L) + (hh[:, None, None] * BS + bb[None, :, None]) * L + ll[None, None, :]
+        off = (b_idx[None, :, None] * H + hh[:, None, None]) * L + ll[None, None, :]
         pr = tl.load(SR + off)
         pi = tl.load(SI + off)
         # phi = psi * sum_w g_w z_w
@@ -138,11 +140,13 @@ def fused_backward(A, G, KHR, KHI, KLR, KLI, DG, PRE, SR, SI, GA, GKHR, GKHI, GK
                 f2i = tl.reshape(fi, (H * BS, L))
                 qr, qi = _cdot(p2r, p2i, kr, -ki, PREC)
                 nfr, nfi = _cdot(f2r, f2i, kr, -ki, PREC)
-                gr = tl.dot(tl.trans(f2r), qr, input_precision=PREC) + tl.dot(tl.trans(f2i), qi, input_precision=PREC)
-                gi = tl.dot(tl.trans(f2i), qr, input_precision=PREC) - tl.dot(tl.trans(f2r), qi, input_precision=PREC)
                 slot = (pid * NOPS + o) * L * L + ll2
-                tl.store(GKLR + slot, tl.load(GKLR + slot) + gr)
-                tl.store(GKLI + slot, tl.load(GKLI + slot) + gi)
+                f2rt = tl.trans(f2r)
+                f2it = tl.trans(f2i)
+                gr = tl.dot(f2rt, qr, tl.load(GKLR + slot), input_precision=PREC)
+                tl.store(GKLR + slot, tl.dot(f2it, qi, gr, input_precision=PREC))
+                gi = tl.dot(f2it, qr, tl.load(GKLI + slot), input_precision=PREC)
+                tl.store(GKLI + slot, tl.dot(-f2rt, qi, gi, input_precision=PREC))
                 pr = tl.reshape(qr, (H, BS, L))
                 pi = tl.reshape(qi, (H, BS, L))
                 fr = tl.reshape(nfr, (H, BS, L))
@@ -156,11 +160,13 @@ def fused_backward(A, G, KHR, KHI, KLR, KLI, DG, PRE, SR, SI, GA, GKHR, GKHI, GK
                 f2i = tl.reshape(fi, (H, BS * L))
                 qr, qi = _cdot(tr, -ti, p2r, p2i, PREC)
                 nfr, nfi = _cdot(tr, -ti, f2r, f2i, PREC)
-                gr = tl.dot(f2r, tl.trans(qr), input_precision=PREC) + tl.dot(f2i, tl.trans(qi), input_precision=PREC)
-                gi = tl.dot(f2i, tl.trans(qr), input_precision=PREC) - tl.dot(f2r, tl.trans(qi), input_precision=PREC)
                 slot = (pid * NOPS + o) * H * H + hh2
-                tl.store(GKHR + slot, tl.load(GKHR + slot) + gr)
-                tl.store(GKHI + slot, tl.load(GKHI + slot) + gi)
+                qrt = tl.trans(qr)
+                qit = tl.trans(qi)
+                gr = tl.dot(f2r, qrt, tl.load(GKHR + slot), input_precision=PREC)
+                tl.store(GKHR + slot, tl.dot(f2i, qit, gr, input_precision=PREC))
+                gi = tl.dot(f2i, qrt, tl.load(GKHI + slot), input_precision=PREC)
+                tl.store(GKHI + slot, tl.dot(-f2r, qit, gi, input_precision=PREC))
                 pr = tl.reshape(qr, (H, BS, L))
                 pi = tl.reshape(qi, (H, BS, L))
                 fr = tl.reshape(nfr, (H, BS, L))

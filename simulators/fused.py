@@ -7,7 +7,8 @@ measurement, and the backward keeps the state and the adjoint on chip through ev
 It applies to the programs the QIREN layers compile to ("uniform" programs): after ``S_0 |0>``,
 each encoding is followed by the same number of sub-layers, each a Kronecker layer split into the
 two halves of the wires, then an optional +-1 diagonal (a CZ ring); all observables are the single
-wires' ``Z`` in order; float32; 4 to 6 wires per half (8 to 12 qubits). Anything else runs on the
+wires' ``Z`` in order; float32; 8 to 10 qubits (beyond, one sample's state and adjoint need more
+shared memory than the backward kernel can have on an H100 / H200). Anything else runs on the
 unfused path. ``precision`` picks Triton's ``tl.dot`` mode: ``"ieee"`` (full float32 products),
 ``"tf32x3"`` (three TF32 products, close to float32) or ``"tf32"`` (one TF32 product, ~1e-3).
 """
@@ -46,19 +47,33 @@ class FusedPlan:
     kl_ids: list
     diag: torch.Tensor  # (NOPS, H, L) float32, +-1 or 1
     pre: torch.Tensor  # (NSEG, H, L) float32
+    kh_index: torch.Tensor  # kh_ids on the device, identity mapped past the layers
+    kl_index: torch.Tensor
+    block: int = 0  # samples per program, forward
+    warps: int = 8
+    back_block: int = 0  # samples per program, backward (holds state and adjoint: smaller)
 
-    @property
-    def block(self) -> int:
-        """Samples per program: about 4096 amplitudes on chip per plane."""
-        return max(1, 4096 >> (self.nh + self.nl))
+
+def default_block(n_qubits: int) -> int:
+    """Samples per program in the forward: 2048 amplitudes on chip per plane."""
+    return max(1, 2048 >> n_qubits)
 
 
-def plan(lay, run_ops, n_qubits: int, device) -> FusedPlan | None:
+def default_back_block(n_qubits: int) -> int:
+    """Samples per program in the backward: 1024 amplitudes per plane. It holds state and adjoint,
+    and larger tiles spill registers or overflow the 227 KB of shared memory of an H100 / H200
+    (on an H200, 2026-11-26, halving the tile from 2048 amplitudes made the step 1.8x faster:
+    experiments/results/bench_simulator_cuda.md and tune_fused.md)."""
+    return max(1, 1024 >> n_qubits)
+
+
+def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: int = 8,
+         back_block: int | None = None) -> FusedPlan | None:
     """The uniform structure of ``run_ops``, or None where the fused kernel does not apply."""
     if len(lay.chunks) != 2:
         return None
     (s0, nh), (s1, nl) = lay.chunks
-    if s0 != 0 or s1 != nh or not (4 <= nh <= 6 and 4 <= nl <= 6):
+    if s0 != 0 or s1 != nh or not (4 <= nh <= 5 and 4 <= nl <= 5):
         return None
     if len(lay.groups) != 1:
         return None
@@ -100,15 +115,18 @@ def plan(lay, run_ops, n_qubits: int, device) -> FusedPlan | None:
             kh.append(-1 if hi is None else hi)
             kl.append(-1 if lo is None else lo)
             diag.append(ones if dg is None else dg.float().reshape(h, l_))
-    return FusedPlan(nh, nl, len(segs), sub, kh, kl, torch.stack(diag).contiguous(), torch.stack(pre).contiguous())
+    n_layers = max(1, len(lay.wire_index))
+    index = [torch.tensor([n_layers if i < 0 else i for i in ids], device=device) for ids in (kh, kl)]
+    return FusedPlan(nh, nl, len(segs), sub, kh, kl, torch.stack(diag).contiguous(), torch.stack(pre).contiguous(),
+                     index[0], index[1], block or default_block(n_qubits), warps,
+                     back_block or min(block or default_block(n_qubits), default_back_block(n_qubits)))
 
 
-def _stack(mats: torch.Tensor, ids: list) -> torch.Tensor:
-    """Rows of ``mats`` (NL, k, k) in run order; -1 picks the identity."""
+def _stack(mats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows of ``mats`` (NL, k, k) in run order; an index past the end picks the identity."""
     k = mats.shape[-1]
     bank = torch.cat((mats, torch.eye(k, dtype=mats.dtype, device=mats.device)[None]))
-    idx = torch.tensor([len(mats) if i < 0 else i for i in ids], device=mats.device)
-    return bank[idx]
+    return bank[index]
 
 
 def _planes(z: torch.Tensor):
@@ -131,11 +149,11 @@ class _Fused(torch.autograd.Function):
         klr, kli = _planes(kl)
         out = torch.empty((bp, n), device=a.device, dtype=torch.float32)
         store = any(ctx.needs_input_grad[:4])
-        sr = torch.empty((nblocks, h, bs, l_), device=a.device) if store else out
+        sr = torch.empty((bp, h, l_), device=a.device) if store else out
         si = torch.empty_like(sr) if store else out
         K.fused_forward[(nblocks,)](a, p0r, p0i, khr, khi, klr, kli, p.diag, p.pre, out, sr, si, bp,
                                     NH=p.nh, NL=p.nl, BS=bs, NSEG=p.nseg, SUB=p.sub, STORE=store,
-                                    PREC=precision, num_warps=8)
+                                    PREC=precision, num_warps=p.warps)
         if store:
             ctx.save_for_backward(a, khr, khi, klr, kli, sr, si)
         ctx.meta = (p, precision, b, nblocks)
@@ -146,8 +164,11 @@ class _Fused(torch.autograd.Function):
         from . import _fused_kernels as K
 
         a, khr, khi, klr, kli, sr, si = ctx.saved_tensors
-        p, precision, b, nblocks = ctx.meta
+        p, precision, b, _ = ctx.meta
         nseg, n, bp = a.shape
+        if bp % p.back_block:
+            raise ValueError(f"fused_back_block={p.back_block} must divide fused_block={p.block}")
+        nblocks = bp // p.back_block
         h, l_ = 1 << p.nh, 1 << p.nl
         nops = p.nseg * p.sub
         dev = a.device
@@ -164,8 +185,8 @@ class _Fused(torch.autograd.Function):
         gp0r = torch.zeros((nprog, h, l_), device=dev)
         gp0i = torch.zeros_like(gp0r)
         K.fused_backward[(nprog,)](a, gp, khr, khi, klr, kli, p.diag, p.pre, sr, si, ga, gkhr, gkhi, gklr, gkli,
-                                   gp0r, gp0i, bp, nblocks, NH=p.nh, NL=p.nl, BS=p.block, NSEG=p.nseg,
-                                   SUB=p.sub, PREC=precision, num_warps=8)
+                                   gp0r, gp0i, bp, nblocks, NH=p.nh, NL=p.nl, BS=p.back_block, NSEG=p.nseg,
+                                   SUB=p.sub, PREC=precision, num_warps=p.warps)
         # torch's gradient of a complex tensor is 2 * dL/d conj(z)
         g_psi0 = 2 * torch.complex(gp0r.sum(0), gp0i.sum(0)).reshape(-1)
         g_kh = 2 * torch.complex(gkhr.sum(0), gkhi.sum(0))
@@ -176,7 +197,7 @@ class _Fused(torch.autograd.Function):
 def expvals(p: FusedPlan, lay, x: torch.Tensor, psi0: torch.Tensor, chunk_mats, precision: str) -> torch.Tensor:
     """``(B, n)`` expectation values through the fused kernels (differentiable)."""
     n = lay.n
-    angles = torch.stack([ops.wire_angles(x, wires, index, scale, n) for wires, index, scale, _ in lay.encodings])
-    kh = _stack(chunk_mats[0], p.kh_ids)
-    kl = _stack(chunk_mats[1], p.kl_ids)
+    angles = torch.stack([ops.wire_angles(x, *enc[:3], n) for enc in lay.encodings])
+    kh = _stack(chunk_mats[0], p.kh_index)
+    kl = _stack(chunk_mats[1], p.kl_index)
     return _Fused.apply(angles, psi0, kh, kl, p, precision)

@@ -40,37 +40,37 @@ def fixed_matrix(name: str, cdtype: torch.dtype, device) -> torch.Tensor:
     return torch.tensor(FIXED[name], dtype=cdtype, device=device)
 
 
-def _mat(a, b, c, d) -> torch.Tensor:
-    """Stack four complex (G,) tensors into (G, 2, 2)."""
-    return torch.stack((torch.stack((a, b), -1), torch.stack((c, d), -1)), -2)
-
-
 def rotation_matrices(name: str, angles: torch.Tensor) -> torch.Tensor:
     """Matrices of a parameterised single-qubit gate type for a batch of angles.
 
     ``angles`` is real, shape ``(G,)`` for one-angle gates or ``(G, 3)`` for ``Rot``; returns
-    ``(G, 2, 2)`` complex.
+    ``(G, 2, 2)`` complex. Each entry is written as ``m * exp(i a)`` with real ``m`` and ``a``, so
+    a whole batch costs a handful of kernels (this runs every forward).
     """
     if name == "Rot":
         phi, theta, omega = angles.unbind(-1)
         c, s = torch.cos(theta / 2), torch.sin(theta / 2)
         ap, am = (phi + omega) / 2, (phi - omega) / 2
-        e = lambda t: torch.polar(torch.ones_like(t), t)  # noqa: E731  exp(i t)
-        return _mat(e(-ap) * c, -e(am) * s, e(-am) * s, e(ap) * c)
-    half = angles / 2
-    c, s = torch.cos(half), torch.sin(half)
-    zero = torch.zeros_like(c)
-    if name == "RX":
-        return _mat(torch.complex(c, zero), torch.complex(zero, -s), torch.complex(zero, -s), torch.complex(c, zero))
-    if name == "RY":
-        return _mat(torch.complex(c, zero), torch.complex(-s, zero), torch.complex(s, zero), torch.complex(c, zero))
-    if name == "RZ":
-        return _mat(torch.complex(c, -s), torch.complex(zero, zero), torch.complex(zero, zero), torch.complex(c, s))
-    if name == "PhaseShift":
-        one = torch.ones_like(c)
-        return _mat(torch.complex(one, zero), torch.complex(zero, zero), torch.complex(zero, zero),
-                    torch.polar(one, angles))
-    raise ValueError(f"{name} is not a parameterised single-qubit gate")
+        mag = torch.stack((c, -s, s, c), -1)
+        arg = torch.stack((-ap, am, -am, ap), -1)
+    elif name in ("RX", "RY", "RZ", "PhaseShift"):
+        half = angles / 2
+        c, s = torch.cos(half), torch.sin(half)
+        zero = torch.zeros_like(c)
+        if name == "RX":  # [[c, -i s], [-i s, c]]
+            re, im = torch.stack((c, zero, zero, c), -1), torch.stack((zero, -s, -s, zero), -1)
+        elif name == "RY":  # [[c, -s], [s, c]]
+            re, im = torch.stack((c, -s, s, c), -1), torch.zeros_like(torch.stack((c, c, c, c), -1))
+        elif name == "RZ":  # diag(exp(-i t/2), exp(i t/2))
+            re, im = torch.stack((c, zero, zero, c), -1), torch.stack((-s, zero, zero, s), -1)
+        else:  # diag(1, exp(i t))
+            one = torch.ones_like(c)
+            re = torch.stack((one, zero, zero, torch.cos(angles)), -1)
+            im = torch.stack((zero, zero, zero, torch.sin(angles)), -1)
+        return torch.complex(re, im).reshape(-1, 2, 2)
+    else:
+        raise ValueError(f"{name} is not a parameterised single-qubit gate")
+    return torch.complex(mag * torch.cos(arg), mag * torch.sin(arg)).reshape(-1, 2, 2)
 
 
 def two_qubit_index_map(name: str, n_qubits: int, wires: tuple[int, int]):
@@ -94,4 +94,5 @@ def two_qubit_index_map(name: str, n_qubits: int, wires: tuple[int, int]):
 def z_signs(n_qubits: int, wires) -> torch.Tensor:
     """``(len(wires), 2**n)`` float64 matrix of the eigenvalues of Z_w on every basis state."""
     k = torch.arange(1 << n_qubits)
-    return torch.stack([1.0 - 2.0 * ((k >> (n_qubits - 1 - w)) & 1).double() for w in wires])
+    rows = [1.0 - 2.0 * ((k >> (n_qubits - 1 - w)) & 1).double() for w in wires]
+    return torch.stack(rows) if rows else torch.ones((0, 1 << n_qubits), dtype=torch.float64)

@@ -36,8 +36,9 @@ class Layout:
     chunk_active: list  # [[bool per chunk] per layer]: False where the chunk carries no gate
     segments: list  # per segment: [("kron", layer) | ("mono", (perm, inv, sign)) | ("pdiag", crz id)]
     crz: list  # [(sign vector (D,), angle-source index)]
-    encodings: list  # per encoding: (wires, index, scale, zsign of every wire (n, D))
+    encodings: list  # per encoding: (wires, index, scale, zsign (n, D), zsign of each half (2**h, h))
     groups: list  # per measurement group: (rotation [(wire, 2x2)], M (D, n_g), columns)
+    e0: torch.Tensor  # |0...0> as a (D, 1) column (made here: no host-to-device copy per forward)
 
 
 def default_chunks(n: int, chunk: int | None):
@@ -122,9 +123,12 @@ def make_layout(prog: Program, device, rdtype, chunk: int | None) -> Layout:
         chunk_active.append([any(w in layer.wire_gates for w in range(s, s + w_)) for s, w_ in chunks])
 
     zsign_all = z_signs(n, range(n)).to(device=device, dtype=rdtype)
+    nh = n // 2 if n > 1 else n
+    zsign_hi = z_signs(nh, range(nh)).T.contiguous().to(device=device, dtype=rdtype)
+    zsign_lo = z_signs(n - nh, range(n - nh)).T.contiguous().to(device=device, dtype=rdtype)
     encodings = [
         (torch.tensor(e.wires, device=device), torch.tensor(e.index, device=device),
-         torch.tensor(e.scale, dtype=rdtype, device=device), zsign_all)
+         torch.tensor(e.scale, dtype=rdtype, device=device), zsign_all, zsign_hi, zsign_lo)
         for e in prog.encodings
     ]
     groups = []
@@ -140,8 +144,11 @@ def make_layout(prog: Program, device, rdtype, chunk: int | None) -> Layout:
                        torch.tensor(grp.columns, device=device)))
     fixed_bank = torch.stack([torch.eye(2, dtype=cdtype, device=device)] +
                              [fixed_matrix(nm, cdtype, device) for nm in _FIXED])
+    e0 = torch.zeros((1 << n, 1), dtype=cdtype)
+    e0[0, 0] = 1
     return Layout(n, cdtype, torch.tensor(const_values, dtype=rdtype, device=device), fixed_bank, param_groups,
-                  products, wire_index.to(device), chunks, chunk_active, segments, crz, encodings, groups)
+                  products, wire_index.to(device), chunks, chunk_active, segments, crz, encodings, groups,
+                  e0.to(device))
 
 
 def _kron_stack(w: torch.Tensor) -> torch.Tensor:
@@ -149,7 +156,7 @@ def _kron_stack(w: torch.Tensor) -> torch.Tensor:
     out = w[:, 0]
     for i in range(1, w.shape[1]):
         a = out.shape[-1]
-        out = torch.einsum("nab,ncd->nacbd", out, w[:, i]).reshape(-1, 2 * a, 2 * a)
+        out = (out[:, :, None, :, None] * w[:, i, None, :, None, :]).reshape(-1, 2 * a, 2 * a)
     return out
 
 

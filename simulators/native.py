@@ -96,8 +96,8 @@ class _Run:
         self.cdtype = cdtype
 
     def _diag(self, l, pre, x):
-        wires, index, scale, _ = self.c.encodings[l]
-        d = ops.encoding_diagonal(ops.wire_angles(x, wires, index, scale, self.n), self.cdtype)
+        wires, index, scale, _, z_hi, z_lo = self.c.encodings[l]
+        d = ops.encoding_diagonal(ops.wire_angles(x, wires, index, scale, self.n), z_hi, z_lo, self.cdtype)
         return d if pre is None else d * pre[:, None]
 
     # -- forward ---------------------------------------------------------------------------
@@ -155,7 +155,7 @@ class _Run:
             elif kind == "enc":
                 d = self._diag(op[1], op[2], x).conj()
                 if need_x:
-                    wires, index, scale, zsign = self.c.encodings[op[1]]
+                    wires, index, scale, zsign = self.c.encodings[op[1]][:4]
                     t = phi.real * psi.imag - phi.imag * psi.real  # Im(conj(phi) psi), (D, B)
                     ga = zsign @ t  # dL/d(angle on wire w), (n, B)
                     gx.index_add_(1, index, (ga[wires] * scale[:, None]).transpose(0, 1))
@@ -202,15 +202,22 @@ class NativeBackend:
         strategy: ``"auto"`` (by qubit count and device), ``"dense"`` (one GEMM per static
             segment), ``"factored"`` (Kronecker chunks and signed permutations) or
             ``"autograd"`` (plain autograd through the dense forward; a reference for tests).
-        chunk: qubits per Kronecker chunk in the factored strategy (default: by qubit count).
+        chunk: qubits per Kronecker chunk in the factored strategy (default: the two halves).
         check_memory: estimate the bytes needed before allocating and raise if they exceed what
             the device has free.
+        fused: ``"auto"`` runs the fused Triton kernels (``fused.py``) on CUDA where the circuit
+            allows, ``True`` insists (also under ``TRITON_INTERPRET=1`` on a CPU), ``False`` never.
+        precision: the fused kernels' matrix-product mode: ``"ieee"`` (float32), ``"tf32x3"``
+            or ``"tf32"`` (faster on tensor cores, ~1e-3 relative error).
+        fused_block, fused_warps, fused_back_block: tuning knobs of the fused kernels (samples per
+            program in the forward, warps, samples per program in the backward).
     """
 
     name = "torch"
 
     def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True,
-                 fused="auto", precision: str = "tf32x3"):
+                 fused="auto", precision: str = "ieee", fused_block: int | None = None, fused_warps: int = 8,
+                 fused_back_block: int | None = None):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
@@ -224,6 +231,9 @@ class NativeBackend:
         self.check_memory = check_memory
         self.fused = fused
         self.precision = precision
+        self.fused_block = fused_block
+        self.fused_warps = fused_warps
+        self.fused_back_block = fused_back_block
         self._plans: dict = {}
         self._programs: dict[Circuit, Program] = {}
         self._layouts: dict = {}
@@ -275,7 +285,8 @@ class NativeBackend:
             run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="factored")
             key = (circuit, str(weights.device))
             if key not in self._plans:
-                self._plans[key] = fused_path.plan(run.c, run.ops, circuit.n_qubits, weights.device)
+                self._plans[key] = fused_path.plan(run.c, run.ops, circuit.n_qubits, weights.device,
+                                                   self.fused_block, self.fused_warps, self.fused_back_block)
             plan = self._plans[key]
             if plan is not None:
                 return fused_path.expvals(plan, run.c, xx, psi0, tensors[:2], self.precision)
@@ -301,13 +312,14 @@ class NativeBackend:
         """The batch operations a forward runs (strategy resolved), e.g. for cost counting."""
         w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
         x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
+        strategy = "factored" if self._fused_eligible(circuit, w) else None  # the fused kernels run these
         with torch.no_grad():
-            return self._prepare(circuit, w, x)[0].ops
+            return self._prepare(circuit, w, x, strategy=strategy)[0].ops
 
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
             return False
-        if not 8 <= circuit.n_qubits <= 12:
+        if not 8 <= circuit.n_qubits <= 10:
             return False
         on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
         return on_device and fused_path.available()
@@ -327,18 +339,17 @@ class NativeBackend:
         strategy = strategy or (self.strategy if self.strategy != "auto" else default_strategy(n, device))
         dense = strategy in ("dense", "autograd")
         training = torch.is_grad_enabled() and (weights.requires_grad or x.requires_grad)
-        if self.check_memory:  # before compiling: the compiled program alone holds O(2**n) indices
+        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if self.check_memory and not capturing:  # before compiling: the program alone holds O(2**n) indices
             check_memory(n, x.shape[0], rdtype, device, training)
         prog = self.program(circuit)
-        if self.check_memory and dense:
+        if self.check_memory and dense and not capturing:
             check_memory(n, x.shape[0], rdtype, device, training, len(prog.encodings))
         lay = self._layout(prog, device, rdtype)
         chunk_mats, crz = build(lay, weights)
         tensors = [*chunk_mats, *crz]
         seg_ops = [self._segment_ops(lay, seg, chunk_mats, crz) for seg in lay.segments]
-        e0 = torch.zeros((dim, 1), dtype=cdtype, device=device)
-        e0[0, 0] = 1
-        psi0 = self._apply_plain(seg_ops[0], e0, tensors)[:, 0]
+        psi0 = self._apply_plain(seg_ops[0], lay.e0, tensors)[:, 0]
         run_ops = []
         if dense:
             tensors = []

@@ -58,19 +58,21 @@ def wire_angles(x: torch.Tensor, wires: torch.Tensor, index: torch.Tensor, scale
     return a.index_add_(0, wires, (x[:, index] * scale).transpose(0, 1))
 
 
-def encoding_diagonal(angles: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    """``d[k, b] = prod_w exp(-i/2 * a[w, b] * z_w(k))`` built as a Kronecker product of per-wire
-    phase pairs: n sines and cosines per sample instead of 2**n.
+def encoding_diagonal(angles: torch.Tensor, zsign_hi: torch.Tensor, zsign_lo: torch.Tensor,
+                      cdtype: torch.dtype) -> torch.Tensor:
+    """``d[k, b] = prod_w exp(-i/2 * a[w, b] * z_w(k))`` for per-wire angles ``a`` of shape (n, B).
 
-    ``angles`` is ``(n, B)`` real; returns ``(2**n, B)`` complex.
+    Built as the outer product of the two halves' diagonals, each from one small GEMM
+    (``(2**n_hi + 2**n_lo) * B`` sines and cosines instead of ``2**n * B``). ``zsign_hi`` is
+    ``(2**n_hi, n_hi)``, the eigenvalues of Z on the first half's wires; ``zsign_lo`` likewise.
+    Returns ``(2**n, B)`` complex.
     """
-    half = 0.5 * angles
-    c, s = torch.cos(half), torch.sin(half)
-    pairs = torch.complex(torch.stack((c, c), 1), torch.stack((-s, s), 1)).to(cdtype)  # (n, 2, B)
-    d = pairs[0]
-    for w in range(1, pairs.shape[0]):
-        d = (d[:, None, :] * pairs[w][None, :, :]).reshape(-1, d.shape[-1])
-    return d
+    nh = zsign_hi.shape[1]
+    d_hi = phases(zsign_hi @ (-0.5 * angles[:nh])).to(cdtype)
+    if zsign_lo.shape[1] == 0:
+        return d_hi
+    d_lo = phases(zsign_lo @ (-0.5 * angles[nh:])).to(cdtype)
+    return (d_hi[:, None, :] * d_lo[None, :, :]).reshape(-1, angles.shape[1])
 
 
 def probabilities(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,145 @@
+"""``qlite spectrum ...``: spectrum sizes, circuit and model spectra, coefficient timing, the study.
+
+Contract of ``qlite.cli``: ``add_parser(subparsers)`` registers the ``spectrum`` command and
+``run(args) -> dict`` does the work; ``qlite.cli.main`` prints the dict as the last line of stdout
+(JSON). Examples::
+
+    qlite spectrum size --qubits 8 --layers 2 --scaling ternary
+    qlite spectrum circuit --qubits 3 --layers 2 --encoding rx
+    qlite spectrum model --in-features 2 --qubits 8 --layers 2 --hidden-layers 2
+    qlite spectrum coefficients --in-features 2 --qubits 8 --degree 16 --repeats 5
+    qlite spectrum report --out experiments/results --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+COMMANDS = ("size", "circuit", "model", "coefficients", "report")
+
+
+def _scaling(text: str):
+    """``unit`` / ``ternary`` / ``bound`` or a comma-separated list of weights."""
+    if text in ("unit", "ternary", "bound"):
+        return text
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--scaling takes unit, ternary, bound or comma-separated weights such as 1,0.5,0.25; got {text!r}"
+        ) from None
+
+
+def _add_qiren_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--in-features", type=int, default=2, help="model inputs (default 2: an image)")
+    p.add_argument("--qubits", type=int, default=8, help="qubits per hybrid layer (default 8)")
+    p.add_argument("--layers", type=int, default=2, help="re-uploads per circuit (default 2)")
+    p.add_argument("--hidden-layers", type=int, default=2, help="hybrid layers after the first (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``spectrum`` and its sub-commands on an ``argparse`` sub-parser collection."""
+    parser = subparsers.add_parser("spectrum", help="Fourier spectra of circuits and hybrid models",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="spectrum_command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+
+    p = sub.add_parser("size", help="number of frequencies of one input on d weighted qubits")
+    p.add_argument("--qubits", type=int, required=True)
+    p.add_argument("--layers", type=int, required=True)
+    p.add_argument("--scaling", type=_scaling, default="unit", help="unit, ternary, bound or weights w1,w2,...")
+
+    p = sub.add_parser("circuit", help="per-input frequencies of the QIREN circuit")
+    p.add_argument("--qubits", type=int, default=8)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--sublayers", type=int, default=2)
+    p.add_argument("--entangler", default="cz", choices=("cz", "cnot"))
+    p.add_argument("--encoding", default="rz", choices=("rz", "rx", "ry"))
+
+    p = sub.add_parser("model", help="frequency vectors of a (freshly initialised) QIREN in its input coordinates")
+    _add_qiren_args(p)
+    p.add_argument("--order", type=int, default=1, help="sums of at most this many first-layer frequencies")
+    p.add_argument("--max-size", type=int, default=2**21, help="largest set enumerated (else sampled)")
+    p.add_argument("--show", type=int, default=10, help="frequency vectors to print")
+
+    p = sub.add_parser("coefficients", help="time coefficients() of a QIREN on the standard grid")
+    _add_qiren_args(p)
+    p.add_argument("--degree", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("report", help="run the spectrum study: figures and spectrum.md")
+    p.add_argument("--out", default="experiments/results", help="folder for spectrum.md / .json / *.png")
+    p.add_argument("--quick", action="store_true", help="small sizes and few steps (a smoke run)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="training steps per image model")
+    p.add_argument("--audio-steps", type=int, default=None)
+    p.add_argument("--audio-file", default=None, help="WAV file (default: the shared gt_bach.wav)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the run")
+    return parser
+
+
+def _qiren(args):
+    import torch
+
+    from qlite import QIREN
+
+    return QIREN(args.in_features, 1, hidden_features=args.qubits, hidden_layers=args.hidden_layers,
+                 spectrum_layers=args.layers, generator=torch.Generator().manual_seed(args.seed)).eval()
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the sub-command in ``args.spectrum_command``; returns a JSON-ready dict."""
+    from qlite import spectrum
+
+    cmd = args.spectrum_command
+    if cmd == "size":
+        return dict(command="spectrum size", qubits=args.qubits, layers=args.layers,
+                    scaling=args.scaling, size=spectrum.spectrum_size(args.qubits, args.layers, args.scaling))
+    if cmd == "circuit":
+        from qlite.simulators import reuploading_circuit
+
+        circuit = reuploading_circuit(args.qubits, args.layers, args.sublayers, args.entangler, args.encoding)
+        spec = spectrum.circuit_spectrum(circuit)
+        return dict(command="spectrum circuit", spectrum={str(k): v for k, v in spec.items()},
+                    sizes={str(k): len(v) for k, v in spec.items()})
+    if cmd == "model":
+        import torch
+
+        spec = spectrum.model_spectrum(_qiren(args), order=args.order, max_size=args.max_size,
+                                       generator=torch.Generator().manual_seed(args.seed))
+        return dict(command="spectrum model", **spec.to_dict(max_frequencies=args.show))
+    if cmd == "coefficients":
+        import torch
+
+        model = _qiren(args).to(args.device)
+        spectrum.coefficients(model, args.in_features, args.degree)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            c = spectrum.coefficients(model, args.in_features, args.degree)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return dict(command="spectrum coefficients", shape=list(c.shape),
+                    points=(2 * args.degree + 1) ** args.in_features,
+                    seconds_min=min(times), seconds_median=sorted(times)[len(times) // 2], repeats=args.repeats,
+                    threads=torch.get_num_threads(), device=args.device)
+    if cmd == "report":
+        from qlite.spectrum.study import StudyConfig, run_study
+
+        overrides = {k: v for k, v in dict(image_size=args.image_size, steps=args.steps, audio_steps=args.audio_steps,
+                                            audio_file=args.audio_file, threads=args.threads).items()
+                     if v is not None}
+        base = dict(device=args.device, seed=args.seed, **overrides)
+        cfg = StudyConfig.quick_config(**base) if args.quick else StudyConfig(**base)
+        s = run_study(cfg, args.out)
+        t = s["timing"]
+        return dict(command="spectrum report", out=str(args.out), figures=s["figures"], seconds=s["seconds"],
+                    coefficients_median_s={k: v["median_s"] for k, v in t.items() if k.startswith("threads_")},
+                    image={k: dict(psnr_db=v["psnr_db"], mse_low=v["mse_low"], mse_high=v["mse_high"])
+                           for k, v in s["image"]["models"].items()})
+    raise ValueError(f"unknown spectrum command {cmd!r}; choose one of {COMMANDS}")

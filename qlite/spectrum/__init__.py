@@ -1,0 +1,44 @@
+"""qlite.spectrum: which frequencies a circuit and a hybrid model can express, which ones a model
+carries, and how they compare with a signal's own spectrum.
+
+One public function per module, in the style of PennyLane's ``qml.fourier``:
+
+* :func:`circuit_spectrum` -- per circuit input, the frequencies its encoding gates reach;
+* :func:`model_spectrum` -- frequency vectors of a hybrid model in its input coordinates;
+* :func:`spectrum_size` -- how many frequencies one input on ``d`` weighted qubits reaches;
+* :func:`coefficients` -- Fourier coefficients on the standard grid, one batched evaluation;
+* :func:`hybrid_coefficients` -- the exact series of a one-hybrid-layer model in its input coordinates;
+* :func:`least_squares_coefficients` -- coefficients on a known, real frequency set;
+* :func:`power_spectrum` / :func:`compare_spectra` -- signal against model, error by band;
+* :func:`classical_spectrum` -- SIREN / Fourier-feature first layers, for comparison;
+* ``qlite.spectrum.visualize`` -- plots (matplotlib, imported on use).
+"""
+
+from .circuit_spectrum import circuit_spectrum
+from .classical import classical_spectrum
+from .coefficients import coefficients
+from .compare import SpectrumComparison, compare_spectra
+from .hybrid_coefficients import hybrid_coefficients
+from .least_squares import FourierFit, least_squares_coefficients
+from .model_spectrum import ModelSpectrum, model_spectrum
+from .power import PowerSpectrum, power_spectrum
+from .spectrum_size import spectrum_size
+from .standins import FourierFeatureStandIn, SirenStandIn
+
+__all__ = [
+    "FourierFeatureStandIn",
+    "FourierFit",
+    "ModelSpectrum",
+    "PowerSpectrum",
+    "SirenStandIn",
+    "SpectrumComparison",
+    "circuit_spectrum",
+    "classical_spectrum",
+    "coefficients",
+    "compare_spectra",
+    "hybrid_coefficients",
+    "least_squares_coefficients",
+    "model_spectrum",
+    "power_spectrum",
+    "spectrum_size",
+]

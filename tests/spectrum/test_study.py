@@ -1,0 +1,37 @@
+"""The study in quick mode writes its report, figures and JSON, with the numbers it claims."""
+
+import json
+
+import pytest
+
+from qlite.spectrum.study import StudyConfig, run_study
+
+
+def test_quick_study_writes_report(tmp_path, shared_data):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("skimage")
+    pytest.importorskip("scipy")
+    cfg = StudyConfig.quick_config(timing_repeats=1, audio_file=str(shared_data / "gt_bach.wav"))
+    summary = run_study(cfg, tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"spectrum.md", "spectrum.json", "spectrum_sizes.png", "spectrum_coefficients.png",
+            "spectrum_image_fit.png", "spectrum_error.png", "spectrum_audio.png"} <= names
+    saved = json.loads((tmp_path / "spectrum.json").read_text())
+    assert saved["config"]["quick"] is True
+    assert all(r["brute_force_agrees"] for r in summary["sizes"]["table"])
+    for r in summary["image"]["models"].values():
+        assert abs(r["mse_low"] + r["mse_high"] - r["mse"]) < 1e-6 * max(r["mse"], 1e-12)
+    assert summary["audio"]["single_layer"]["series_max_abs_error"] < 1e-10
+    explained = [o["explained"] for o in summary["audio"]["deep"]["orders"]]
+    assert explained == sorted(explained)
+    text = (tmp_path / "spectrum.md").read_text()
+    assert "What is exact and what is a bound" in text and "load average" in text.lower()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+        StudyConfig(steps=0)
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda"):
+        StudyConfig(device="tpu")
+    with pytest.raises(TypeError, match="config must be a StudyConfig"):
+        run_study({"quick": True}, "/nonexistent")
