@@ -3,7 +3,8 @@ experiments/results/noise.md (+ .json, .png).
 
     python experiments/noise.py --quick              # two minutes: small sweep, 64-pixel subset
     python experiments/noise.py                      # the study: ~15 min on a 2-core CPU
-    python experiments/noise.py --device cuda        # training and native shot rows on the GPU
+    python experiments/noise.py --device cuda        # training on the GPU (evaluation stays on the CPU)
+    python experiments/noise.py --from-json experiments/results/noise.json   # re-render .md / .png
 
 The model is the paper's image QIREN (8 qubits, 2 hidden layers, 2 re-uploads) trained on a 32 x 32
 ``camera`` by full-batch Adam; the depolarizing rows run Aer's density-matrix simulation on a
@@ -33,7 +34,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short training, few settings, 64-pixel subset")
     ap.add_argument("--out", default="experiments/results")
     ap.add_argument("--tag", default="noise", help="file name stem")
+    ap.add_argument("--from-json", default=None, help="re-render the report of a saved result, run nothing")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        _write_report(result, out, Path(args.from_json).stem)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("qiskit", "jax", "stevedore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -54,27 +61,30 @@ def main():
     result["setup"] = {"image": args.image, "size": list(shape), "qubits": args.qubits, "hidden_layers": 2,
                        "spectrum_layers": 2, "steps": len(history), "lr": args.lr, "seed": args.seed,
                        "train_psnr_final": history[-1], "parameters": sum(p.numel() for p in model.parameters())}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = ("quick_" if args.quick else "") + args.tag
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    _write_report(result, out, stem)
+
+
+def _write_report(result: dict, out: Path, stem: str) -> None:
     m, s = result["machine"], result["setup"]
     head = [
         f"# Trained QIREN under shot noise and hardware noise ({m['date']})",
-        "",
-        f"Machine: {m.get('card') or m['cpu']}, {m['cpu_cores']} cores ({m['torch_threads']} torch threads), torch "
+        f"- Machine: {m.get('card') or m['cpu']}, {m['cpu_cores']} cores ({m['torch_threads']} torch threads), torch "
         f"{m['torch']}; shared with other jobs, so the seconds are indicative only.",
-        f"Model: QIREN, {s['qubits']} qubits x 3 hybrid layers, 2 re-uploads, {s['parameters']} parameters, trained "
+        f"- Model: QIREN, {s['qubits']} qubits x 3 hybrid layers, 2 re-uploads, {s['parameters']} parameters, trained "
         f"{s['steps']} full-batch Adam steps (lr {s['lr']}, cosine) on `{s['image']}` {s['size'][0]}x{s['size'][1]} "
         f"(values in [-1, 1]); final training PSNR {s['train_psnr_final']:.2f} dB. BatchNorm uses the exact "
         "full-image statistics in every row (eval mode), so rows on a pixel subset see the same model.",
-        "Shot rows: every hybrid layer's <Z_j> are estimated from N shots per pixel and fed, noisy, to the next "
+        "- Shot rows: every hybrid layer's <Z_j> are estimated from N shots per pixel and fed, noisy, to the next "
         "layer; each row is the mean (std) over independent draws. Density-matrix rows: a fixed random subset of "
         f"{result['subset_baseline']['pixels']} pixels (an 8-qubit density matrix costs ~0.1 s per pixel for the "
         "3 layers here); compare them with the exact PSNR on the same subset.",
+        "- Figure: `" + stem + ".png`; data: `" + stem + ".json`.",
         "",
     ]
-    md = "\n".join(head) + to_markdown(result)
+    md = head[0] + "\n\n" + "\n".join(head[1:]) + "\n" + to_markdown(result)
     (out / f"{stem}.md").write_text(md)
     try:
         import matplotlib

@@ -226,11 +226,11 @@ def _fmt(v, spec=".3g"):
 def to_markdown(result: dict) -> str:
     """The sweep as Markdown tables (one per kind of noise)."""
     rows, base, sub = result["rows"], result["baseline"], result["subset_baseline"]
-    out = [f"Noiseless (exact) PSNR: {base['psnr']:.2f} dB on all {base['pixels']} pixels, "
+    out = [f"- Noiseless (exact) PSNR: {base['psnr']:.2f} dB on all {base['pixels']} pixels, "
            f"{sub['psnr']:.2f} dB on the {sub['pixels']}-pixel subset used for the density-matrix rows."]
     const = result.get("constant_prediction")
     if const:
-        out.append(f"A constant prediction (the image mean) scores {const['all']:.2f} dB ({const['subset']:.2f} dB "
+        out.append(f"- A constant prediction (the image mean) scores {const['all']:.2f} dB ({const['subset']:.2f} dB "
                    "on the subset): rows near it carry no image content.")
     for text, kind, key, ref, pick in (
         ("fewest shots within 1 dB of the exact PSNR", "shots", "shots", base["psnr"], min),
