@@ -299,5 +299,5 @@ def plot_noise(result: dict, axes=None):
     if const:
         ax2.axhline(const["all"], color="r", lw=0.8, ls="-.", label="constant (image mean)")
     ax2.set(xscale="log", xlabel="error probability", ylabel="PSNR (dB)", title="Gate and readout noise")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="lower left")
     return axes
