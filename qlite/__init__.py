@@ -29,6 +29,11 @@ _LAZY: dict[str, str] = {
     "build_model": ".models",
     "compare": ".compare",
     "Comparison": ".compare",
+    "NoiseConfig": ".simulators.noise",
+    "to_qiskit": ".simulators.export",
+    "from_qiskit": ".simulators.export",
+    "to_qasm3": ".simulators.export",
+    "from_qasm3": ".simulators.export",
 }
 
 
