@@ -13,7 +13,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .fit import MODEL_CHOICES, add_data_args, add_fit_args, add_model_args, data_spec, load_data, model_spec, set_threads
+from .fit import (
+    MODEL_CHOICES,
+    add_data_args,
+    add_fit_args,
+    add_model_args,
+    data_spec,
+    load_data,
+    model_spec,
+    set_threads,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
