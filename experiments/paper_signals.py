@@ -39,8 +39,8 @@ def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
 
     import torch
-
     from paper_study import StudyConfig, run_study
+
     from qlite.paths import data_file
 
     if args.threads:

@@ -33,14 +33,11 @@ representation study uses the same 32 x 32 image, so one fit serves both tables.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 

@@ -13,7 +13,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .fit import MODEL_CHOICES, add_data_args, add_fit_args, add_model_args, data_spec, load_data, model_spec
+from .fit import (
+    MODEL_CHOICES,
+    add_data_args,
+    add_fit_args,
+    add_model_args,
+    data_spec,
+    load_data,
+    model_spec,
+    set_threads,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,6 +51,7 @@ def run(args) -> dict:
     from qlite.compare import compare
     from qlite.models import ModelSpec
 
+    set_threads(args)
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     bad = [k for k in kinds if k not in MODEL_CHOICES]
     if not kinds or bad:

@@ -58,6 +58,8 @@ def add_fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: only on a terminal)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; on a busy 2-core "
+                                               "machine 1 thread ran QIREN 5-10x faster than 2)")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -157,10 +159,21 @@ def write_figures(out: Path, signal, prediction, history, title: str) -> None:
     plots.save(ax, out / "loss.png")
 
 
+def set_threads(args) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def run(args) -> dict:
     import os
 
     from qlite.fit import fit, predict, read_index
+
+    set_threads(args)
     from qlite.models import ModelSpec
 
     main_rank = int(os.environ.get("RANK", "0")) == 0

@@ -57,7 +57,7 @@ def recompute_batchnorm(model: nn.Module, coords: torch.Tensor, *, batch_size: i
             sums: dict[int, list] = {}
             order: list[_BatchNorm] = []
 
-            def make_hook(bn):
+            def make_hook(bn, sums=sums, order=order):  # this pass's accumulators
                 def hook(module, args):
                     (x,) = args[:1]
                     dims = [0] + list(range(2, x.dim()))  # all but the channel dimension

@@ -3,8 +3,8 @@
 A checkpoint directory holds ``checkpoint.json`` and one ``weights-<epoch>-<n>.safetensors``. Each
 file is written under a temporary name, flushed, fsync-ed and renamed into place; the JSON, which
 names the weights file and its SHA-256, is renamed last. A crash at any moment therefore leaves the
-previous complete checkpoint readable (older weights files are deleted only after the new JSON is
-in place).
+previous complete checkpoint readable (the previous weights file is deleted only after the new
+JSON is in place; a crash can leave an unreferenced weights file behind, never a broken checkpoint).
 
 The weights file holds the model's ``state_dict`` (``model.<name>``), the optimiser's tensor state
 (``optim.<param>.<name>``) and RNG states (``rng.<name>``, uint8). The JSON holds the format
@@ -119,9 +119,17 @@ def save_checkpoint(directory, *, epoch: int, model: torch.nn.Module, optimizer:
         opt_tensors, opt_meta = _split_optimizer_state(optimizer.state_dict())
         tensors.update({k: v.detach().cpu().clone().contiguous() for k, v in opt_tensors.items()})
     tensors.update({f"rng.{k}": v.detach().cpu().clone().contiguous() for k, v in rng.items()})
-    previous = sorted(directory.glob("weights-*.safetensors"))
+    # Only the weights file named by the current index is ever deleted (after the new index is in
+    # place): other files in the directory, even ones that look like ours, are left alone.
+    previous = None
+    if (directory / INDEX).is_file():
+        try:
+            previous = json.loads((directory / INDEX).read_text()).get("weights")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            previous = None
+    taken = {p.name for p in directory.glob("weights-*.safetensors")}
     n = 0
-    while (name := f"weights-{epoch:06d}-{n}.safetensors") in {p.name for p in previous}:
+    while (name := f"weights-{epoch:06d}-{n}.safetensors") in taken:
         n += 1
     weights = directory / name
     _atomic_write(weights, lambda tmp: st.save_file(tensors, tmp, metadata={"format": FORMAT, "epoch": str(epoch)}))
@@ -129,9 +137,8 @@ def save_checkpoint(directory, *, epoch: int, model: torch.nn.Module, optimizer:
              "model_class": type(model).__name__, "optimizer": opt_meta, **info}
     text = json.dumps(index, indent=1, default=_json_default)
     _atomic_write(directory / INDEX, lambda tmp: Path(tmp).write_text(text))
-    for old in previous:  # only now that the new index is in place
-        if old.name != name:
-            old.unlink(missing_ok=True)
+    if previous and previous != name and Path(previous).name == previous:
+        (directory / previous).unlink(missing_ok=True)
     return directory / INDEX
 
 

@@ -14,7 +14,13 @@ pytest.importorskip("matplotlib")
 
 
 def _run(capsys, argv):
-    code = main(argv)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        code = main(argv)
+    finally:
+        torch.set_num_threads(threads)  # --threads sets a process-wide torch setting
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -29,7 +35,7 @@ def test_registry_is_a_plain_mapping_of_modules():
 def test_fit_writes_everything_and_prints_json_last(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = _run(capsys, ["fit", "--data", "image:camera", "--size", "12", "--model", "qiren",
-                                    "--hidden-features", "3", "--epochs", "3", "--lr", "0.03", "--seed", "1",
+                                    "--hidden-features", "3", "--epochs", "3", "--lr", "0.03", "--seed", "1", "--threads", "1",
                                     "--out", str(out)])
     assert code == 0
     result = json.loads(stdout.strip().splitlines()[-1])

@@ -164,3 +164,13 @@ def test_periodic_checkpoints(tmp_path, signal):
         loop.ckpt_io.save_checkpoint = orig
     assert seen == [3, 6, 7]
     assert len(list(tmp_path.glob("*.safetensors"))) == 1
+
+
+def test_other_files_in_the_directory_are_left_alone(tmp_path, signal):
+    mine = tmp_path / "weights-000001-0.safetensors"
+    mine.write_bytes(b"the user's own file")
+    (tmp_path / "notes.txt").write_text("keep me")
+    fit(MLP(2, 1, 4), signal, epochs=1, checkpoint_dir=tmp_path, checkpoint_every=1)
+    fit(MLP(2, 1, 4), signal, epochs=3, checkpoint_dir=tmp_path, resume=True, checkpoint_every=1)
+    assert mine.read_bytes() == b"the user's own file" and (tmp_path / "notes.txt").read_text() == "keep me"
+    assert read_index(tmp_path)["weights"] != mine.name

@@ -39,7 +39,8 @@ def ddp_results(tmp_path_factory):
         proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                                str(worker), str(prefix), *CASES], capture_output=True, text=True, env=env, timeout=240)
     except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"torchrun timed out; stderr: {(e.stderr or b'')[-4000:]!r} stdout: {(e.stdout or b'')[-2000:]!r}")
+        tail = (e.stderr or b"")[-4000:]
+        raise AssertionError(f"torchrun timed out; stderr: {tail!r}") from e
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {name: [json.loads(Path(f"{prefix}.{name}.{r}.json").read_text()) for r in (0, 1)] for name in CASES}
 

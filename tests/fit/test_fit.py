@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import qlite
-from qlite import QIREN, data
+from qlite import data
 from qlite.fit import FitConfig, fit, predict
 from qlite.models import MLP, SIREN, ModelSpec
 
