@@ -16,7 +16,26 @@ from .builders import (
 from .circuit import GATES, Circuit, Gate, Param, PauliWord
 from .native import NativeBackend, estimate_bytes
 
+# Heavier or optional-dependency modules, imported on first use.
+_LAZY = {
+    "NoiseConfig": ".noise",
+    "ShotBackend": ".shots",
+    "to_qiskit": ".export",
+    "from_qiskit": ".export",
+    "to_qasm3": ".export",
+    "from_qasm3": ".export",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'qlite.simulators' has no attribute {name!r}")
+
 __all__ = [
+    *_LAZY,
     "BACKENDS",
     "GATES",
     "Circuit",

@@ -124,6 +124,8 @@ class PauliWord:
         """``"Z0 X2"`` -> Z on wire 0 times X on wire 2; letters I are skipped."""
         ops = []
         for tok in text.split():
+            if tok.upper() == "I":  # the identity word, as str(PauliWord(())) writes it
+                continue
             letter, wire = tok[0].upper(), tok[1:]
             if not wire.isdigit():
                 raise ValueError(f"cannot parse Pauli factor {tok!r}; write e.g. 'Z0 X2'")

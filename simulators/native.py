@@ -101,9 +101,12 @@ class _Run:
         return d if pre is None else d * pre[:, None]
 
     # -- forward ---------------------------------------------------------------------------
-    def forward(self, x, psi0, tensors):
+    def forward(self, x, psi0, tensors, keep: list | None = None):
+        """Run the operations; with ``keep`` (a list), append the state entering each one."""
         state = psi0[:, None].expand(-1, x.shape[0])
         for op in self.ops:
+            if keep is not None:
+                keep.append(state)
             kind = op[0]
             if kind == "enc":
                 state = state * self._diag(op[1], op[2], x)
@@ -127,9 +130,11 @@ class _Run:
         return out
 
     # -- backward (adjoint method) ----------------------------------------------------------
-    def backward(self, g, x, psi, tensors, need_x: bool, need_t: list[bool]):
+    def backward(self, g, x, psi, tensors, need_x: bool, need_t: list[bool], kept: list | None = None):
         """``phi = dL/d conj(psi)`` and the state travel back together; torch's gradient of a
-        complex tensor is ``2 * dL/d conj(z)``, hence the factors 2."""
+        complex tensor is ``2 * dL/d conj(z)``, hence the factors 2. With ``kept`` (the states
+        entering each operation, stored by the forward) the states are read instead of recomputed,
+        which saves one product per operation when memory allows."""
         phi = torch.zeros_like(psi)
         for rotation, m, cols in self.c.groups:
             s = psi
@@ -141,12 +146,13 @@ class _Run:
             phi = phi + part
         grads = [None] * len(tensors)
         gx = torch.zeros_like(x) if need_x else None
-        for op in reversed(self.ops):
+        for i in reversed(range(len(self.ops))):
+            op = self.ops[i]
             kind = op[0]
             if kind == "chunk":
                 _, before, width, ti, li = op
                 adj = tensors[ti][li].mH
-                psi_in = ops.apply_chunk(psi, adj, before, width)
+                psi_in = kept[i] if kept else ops.apply_chunk(psi, adj, before, width)
                 if need_t[ti]:
                     if grads[ti] is None:
                         grads[ti] = torch.zeros_like(tensors[ti])
@@ -159,20 +165,20 @@ class _Run:
                     t = phi.real * psi.imag - phi.imag * psi.real  # Im(conj(phi) psi), (D, B)
                     ga = zsign @ t  # dL/d(angle on wire w), (n, B)
                     gx.index_add_(1, index, (ga[wires] * scale[:, None]).transpose(0, 1))
-                psi, phi = psi * d, phi * d
+                psi, phi = (kept[i] if kept else psi * d), phi * d
             elif kind == "dense":
                 adj = tensors[op[1]].mH
-                psi_in = adj @ psi
+                psi_in = kept[i] if kept else adj @ psi
                 if need_t[op[1]]:
                     grads[op[1]] = 2 * (phi @ psi_in.mH)
                 psi, phi = psi_in, adj @ phi
             elif kind == "mono":
                 _, inv, sign = op[1]
-                psi = ops.apply_monomial_inverse(psi, inv, sign)
+                psi = kept[i] if kept else ops.apply_monomial_inverse(psi, inv, sign)
                 phi = ops.apply_monomial_inverse(phi, inv, sign)
             else:  # pdiag
                 d = tensors[op[1]].conj()[:, None]
-                psi_in = psi * d
+                psi_in = kept[i] if kept else psi * d
                 if need_t[op[1]]:
                     grads[op[1]] = 2 * (phi * psi_in.conj()).sum(1)
                 psi, phi = psi_in, phi * d
@@ -181,18 +187,21 @@ class _Run:
 
 class _Simulate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, run: _Run, x, psi0, *tensors):
-        psi = run.forward(x, psi0, tensors)
+    def forward(ctx, run: _Run, store: bool, x, psi0, *tensors):
+        kept = [] if store else None
+        psi = run.forward(x, psi0, tensors, kept)
         ctx.run = run
-        ctx.save_for_backward(x, psi, *tensors)
+        ctx.n_tensors = len(tensors)
+        ctx.save_for_backward(x, psi, *tensors, *(kept or []))
         return run.measure(psi)
 
     @staticmethod
     def backward(ctx, g):
-        x, psi, *tensors = ctx.saved_tensors
+        x, psi, *rest = ctx.saved_tensors
+        tensors, kept = rest[:ctx.n_tensors], rest[ctx.n_tensors:]
         need = ctx.needs_input_grad
-        gx, gpsi0, grads = ctx.run.backward(g.contiguous(), x, psi, tensors, need[1], list(need[3:]))
-        return (None, gx, gpsi0 if need[2] else None, *grads)
+        gx, gpsi0, grads = ctx.run.backward(g.contiguous(), x, psi, tensors, need[2], list(need[4:]), kept or None)
+        return (None, None, gx, gpsi0 if need[3] else None, *grads)
 
 
 class NativeBackend:
@@ -209,6 +218,8 @@ class NativeBackend:
             allows, ``True`` insists (also under ``TRITON_INTERPRET=1`` on a CPU), ``False`` never.
         precision: the fused kernels' matrix-product mode: ``"ieee"`` (float32), ``"tf32x3"``
             or ``"tf32"`` (faster on tensor cores, ~1e-3 relative error).
+        store_states: keep the state entering each operation for the backward instead of
+            recomputing it (``"auto"``: where it takes at most min(1 GiB, a quarter of free memory)).
         fused_block, fused_warps, fused_back_block: tuning knobs of the fused kernels (samples per
             program in the forward, warps, samples per program in the backward).
     """
@@ -217,7 +228,7 @@ class NativeBackend:
 
     def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True,
                  fused="auto", precision: str = "ieee", fused_block: int | None = None, fused_warps: int = 8,
-                 fused_back_block: int | None = None):
+                 fused_back_block: int | None = None, store_states="auto"):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
@@ -234,6 +245,9 @@ class NativeBackend:
         self.fused_block = fused_block
         self.fused_warps = fused_warps
         self.fused_back_block = fused_back_block
+        if store_states not in ("auto", True, False):
+            raise ValueError(f"store_states must be 'auto', True or False, got {store_states!r}")
+        self.store_states = store_states
         self._plans: dict = {}
         self._programs: dict[Circuit, Program] = {}
         self._layouts: dict = {}
@@ -296,7 +310,21 @@ class NativeBackend:
         run, x, psi0, tensors, strategy = self._prepare(circuit, weights, x)
         if strategy == "autograd":
             return run.measure(run.forward(x, psi0, tensors))
-        return _Simulate.apply(run, x, psi0, *tensors)
+        store = self._store(run, x, weights)
+        return _Simulate.apply(run, store, x, psi0, *tensors)
+
+    def _store(self, run: _Run, x: torch.Tensor, weights: torch.Tensor) -> bool:
+        """Keep the state entering each operation for the backward, where it fits comfortably:
+        ``store_states="auto"`` allows min(1 GiB, a quarter of the free memory)."""
+        if self.store_states is not True and self.store_states is not False:
+            if not (torch.is_grad_enabled() and (weights.requires_grad or x.requires_grad)):
+                return False
+            if x.is_cuda and torch.cuda.is_current_stream_capturing():
+                return False
+            item = 16 if weights.dtype == torch.float64 else 8
+            need = len(run.ops) * (1 << run.n) * x.shape[0] * item
+            return need <= min(1 << 30, _available_bytes(x.device) // 4)
+        return self.store_states
 
     def state(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Final states ``(B, 2**n)`` of the circuit's gates (differentiable by autograd)."""

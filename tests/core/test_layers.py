@@ -143,3 +143,16 @@ def test_a_state_too_large_for_memory_names_the_bytes():
 def test_half_precision_is_refused_with_the_fix():
     with pytest.raises(TypeError, match=r"float32 or float64.*\.float\(\)"):
         QuantumLayer(2).half()(torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("strategy", ["dense", "factored"])
+def test_stored_and_recomputed_backward_agree(strategy):
+    circuit = reuploading_circuit(5, 2, 2, "cnot", "rx")
+    w = torch.rand(circuit.n_weights, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for store in (True, False):
+        out = NativeBackend(strategy=strategy, store_states=store)(circuit, w, x)
+        grads.append(torch.autograd.grad((out * torch.arange(1.0, 6.0, dtype=torch.float64)).sum(), (w, x)))
+    for a, b in zip(*grads):
+        assert (a - b).abs().max() < 1e-12

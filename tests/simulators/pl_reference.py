@@ -37,7 +37,7 @@ def pennylane_expvals(circuit, weights, x):
                 _FIXED[g.name](wires=list(g.wires))
         out = []
         for word in circuit.observables:
-            factors = [_PAULI[p](w) for w, p in word.ops]
+            factors = [_PAULI[p](w) for w, p in word.ops] or [qml.Identity(0)]
             op = factors[0] if len(factors) == 1 else qml.prod(*factors)
             out.append(qml.expval(op))
         return out
