@@ -203,3 +203,14 @@ class Circuit:
             for g in self.gates
         )
         return Circuit(self.n_qubits, gates, self.observables, self.n_weights, 0)
+
+
+def validate_call(circuit, weights, x) -> None:
+    """The checks every backend makes on ``backend(circuit, weights, x)``: a Circuit, a flat weight
+    vector of ``circuit.n_weights`` and inputs of shape ``(batch, circuit.n_inputs)``."""
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
+    if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
+        raise ValueError(f"expected inputs of shape (batch, {circuit.n_inputs}), got {tuple(x.shape)}")
+    if tuple(weights.shape) != (circuit.n_weights,):
+        raise ValueError(f"expected a flat weight vector of {circuit.n_weights}, got {tuple(weights.shape)}")

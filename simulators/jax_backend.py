@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ._optional import require
-from .circuit import Circuit
+from .circuit import Circuit, validate_call
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +223,7 @@ class JaxBackend:
         return torch.from_numpy(np.array(a)).to(device=like.device, dtype=like.dtype)
 
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(circuit, Circuit):
-            raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
-        if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
-            raise ValueError(f"expected inputs of shape (batch, {circuit.n_inputs}), got {tuple(x.shape)}")
-        if weights.shape != (circuit.n_weights,):
-            raise ValueError(f"expected a flat weight vector of {circuit.n_weights}, got {tuple(weights.shape)}")
+        validate_call(circuit, weights, x)
         if weights.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"backend 'jax' runs in float32 or float64, got {weights.dtype}; call .float() or .double()")
         x = x.to(weights.dtype)

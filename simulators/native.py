@@ -23,7 +23,7 @@ import torch
 
 from . import fused as fused_path
 from . import ops
-from .circuit import Circuit, PauliWord
+from .circuit import Circuit, PauliWord, validate_call
 from .compile import Program, compile_circuit
 from .gates import complex_dtype
 from .layout import Layout, build, make_layout
@@ -356,12 +356,7 @@ class NativeBackend:
 
     def _prepare(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor, keep_trailing: bool = False,
                  strategy: str | None = None):
-        if not isinstance(circuit, Circuit):
-            raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
-        if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
-            raise ValueError(f"expected inputs of shape (batch, {circuit.n_inputs}), got {tuple(x.shape)}")
-        if weights.shape != (circuit.n_weights,):
-            raise ValueError(f"expected a flat weight vector of {circuit.n_weights}, got {tuple(weights.shape)}")
+        validate_call(circuit, weights, x)
         n, dim = circuit.n_qubits, 1 << circuit.n_qubits
         device, rdtype = weights.device, weights.dtype
         cdtype = complex_dtype(rdtype)

@@ -24,7 +24,7 @@ import logging
 import torch
 
 from ._optional import require
-from .circuit import Circuit
+from .circuit import Circuit, validate_call
 from .shots import check_shots
 
 log = logging.getLogger(__name__)
@@ -148,12 +148,7 @@ class PennyLaneBackend:
         return self._qnodes[circuit]
 
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(circuit, Circuit):
-            raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
-        if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
-            raise ValueError(f"expected inputs of shape (batch, {circuit.n_inputs}), got {tuple(x.shape)}")
-        if weights.shape != (circuit.n_weights,):
-            raise ValueError(f"expected a flat weight vector of {circuit.n_weights}, got {tuple(weights.shape)}")
+        validate_call(circuit, weights, x)
         x = x.to(weights.dtype)
         node, _, _ = self.qnode(circuit, weights, x)
         with _default_dtype(weights.dtype):

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ._optional import require
-from .circuit import Circuit
+from .circuit import Circuit, validate_call
 from .export import _ROT_TO_U, _gate_class, pauli_to_qiskit, qiskit_gate_name
 from .measure import measurement_groups
 from .noise import NoiseConfig, aer_noise_model, readout_expansion
@@ -271,11 +271,8 @@ class QiskitBackend:
 
     # -- the torch interface ----------------------------------------------------------------------
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        validate_call(circuit, weights, x)
         plan = self.plan(circuit)
-        if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
-            raise ValueError(f"expected inputs of shape (batch, {circuit.n_inputs}), got {tuple(x.shape)}")
-        if weights.shape != (circuit.n_weights,):
-            raise ValueError(f"expected a flat weight vector of {circuit.n_weights}, got {tuple(weights.shape)}")
         x = x.to(weights.dtype)
         angles = plan.angles(weights, x)
         needs = torch.zeros(plan.n_angles, dtype=torch.bool)
