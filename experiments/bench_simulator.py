@@ -7,8 +7,8 @@
 import argparse
 import json
 import logging
-from pathlib import Path
 
+from qlite.bench import write_results
 from qlite.bench_simulator import run, to_markdown
 
 
@@ -38,14 +38,11 @@ def main():
         repeats=args.repeats or (3 if quick else 7),
         strategies=tuple(args.strategies),
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     tag = args.tag or ("quick_" if quick else "") + result["machine"]["device"].split(":")[0]
-    (out / f"bench_simulator_{tag}.json").write_text(json.dumps(result, indent=1))
     md = to_markdown(result)
-    (out / f"bench_simulator_{tag}.md").write_text(md)
+    path = write_results(args.out, f"bench_simulator_{tag}", md, result)
     print(md)
-    print(json.dumps({"rows": len(result["rows"]), "out": str(out / f"bench_simulator_{tag}.md")}))
+    print(json.dumps({"rows": len(result["rows"]), "out": str(path)}))
 
 
 if __name__ == "__main__":

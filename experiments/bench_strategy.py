@@ -7,8 +7,8 @@ strategy and qubit count; writes experiments/results/bench_strategy_<device>.{js
 import argparse
 import json
 import logging
-from pathlib import Path
 
+from qlite.bench import write_results
 from qlite.bench_simulator import strategy_sweep
 
 
@@ -29,11 +29,7 @@ def main():
     for r in res["rows"]:
         val = f"{r['ms']:.3f}" if "ms" in r else r["error"]
         lines.append(f"| {r['batch']} | {r['qubits']} | {r['strategy']} | {'-' if r['strategy'] == 'dense' else r['chunk'] or 'halves'} | {val} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = m["device"].split(":")[0]
-    (out / f"bench_strategy_{tag}.json").write_text(json.dumps(res, indent=1))
-    (out / f"bench_strategy_{tag}.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, f"bench_strategy_{m['device'].split(':')[0]}", "\n".join(lines), res)
     print("\n".join(lines))
     print(json.dumps({"rows": len(res["rows"])}))
 

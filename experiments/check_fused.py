@@ -6,9 +6,8 @@
 import argparse
 import json
 import logging
-from pathlib import Path
 
-from qlite.bench import machine_info
+from qlite.bench import machine_info, write_results
 from qlite.bench_simulator import fused_accuracy
 
 
@@ -30,10 +29,7 @@ def main():
             lines.append(f"| {r['qubits']} | {r['impl']} | {r['error']} | | |")
             continue
         lines.append(f"| {r['qubits']} | {r['impl']} | {r['value_err']:.1e} | {r['grad_w_err']:.1e} | {r['grad_x_err']:.1e} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fused_accuracy.md").write_text("\n".join(lines) + "\n")
-    (out / "fused_accuracy.json").write_text(json.dumps({"machine": m, "rows": rows}, indent=1))
+    write_results(args.out, "fused_accuracy", "\n".join(lines), {"machine": m, "rows": rows})
     print("\n".join(lines))
     print(json.dumps({"rows": len(rows)}))
 

@@ -7,9 +7,8 @@ time goes.
 import argparse
 import json
 import logging
-from pathlib import Path
 
-from qlite.bench import machine_info
+from qlite.bench import machine_info, write_results
 from qlite.bench_simulator import kernel_profile, tune_fused
 
 
@@ -43,10 +42,7 @@ def main():
     for spec in args.profile:
         lines += ["", f"Kernels of one training step ({spec}, {args.batch} points, 3 steps):", "", "```",
                   kernel_profile(spec, args.batch, args.device), "```"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tune_fused.md").write_text("\n".join(lines) + "\n")
-    (out / "tune_fused.json").write_text(json.dumps({"machine": m, "rows": rows}, indent=1))
+    write_results(args.out, "tune_fused", "\n".join(lines), {"machine": m, "rows": rows})
     print("\n".join(lines))
     print(json.dumps({"rows": len(rows)}))
 

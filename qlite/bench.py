@@ -8,10 +8,12 @@ of the figures.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -140,3 +142,13 @@ def quantum_model_cost(model: torch.nn.Module, batch: int) -> tuple[Cost, Cost]:
             f, b = run_cost(ops_list, layer.n_qubits, batch, layer.out_features, item)
             fwd, bwd = fwd + f, bwd + b
     return fwd, bwd
+
+
+def write_results(out, stem: str, markdown: str, data: dict) -> Path:
+    """Write ``<out>/<stem>.md`` and ``<out>/<stem>.json``; returns the Markdown path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
+    path = out / f"{stem}.md"
+    path.write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+    return path
