@@ -28,7 +28,7 @@ from .blocks import Blocks
 log = logging.getLogger(__name__)
 
 # Keyword arguments that carry a KV cache: calibration feeds each block many times, so none is kept.
-_CACHE_KWARGS = ("past_key_values", "past_key_value", "layer_past")
+_CACHE_KWARGS = ("past_key_values", "past_key_value", "layer_past", "cache")
 
 
 def call_model(model: nn.Module, x: Any):
@@ -206,6 +206,7 @@ def input_groups(block: nn.Module, targets: dict[str, nn.Module], args, kwargs) 
     seen: dict[int, Group] = {}
     order: list[Group] = []
     called: set[str] = set()
+    alive: list[torch.Tensor] = []  # keeps inputs alive so that id() values are not reused
     handles = []
     for name, mod in targets.items():
 
@@ -213,6 +214,7 @@ def input_groups(block: nn.Module, targets: dict[str, nn.Module], args, kwargs) 
             if name in called:
                 return
             called.add(name)
+            alive.append(a[0])
             key = id(a[0])
             if key not in seen:
                 seen[key] = Group([], [])
@@ -311,6 +313,8 @@ def run_blockwise(
             for g, obs in zip(groups, observers):
                 convert(g, obs)
             done.update(inside)
+            if blocks.container is not None:
+                block = blocks.container[i]  # the block itself may have been a target and been replaced
             log.info("block %s: compressed %d layers", prefix or "<model>", len(inside))
         if i + 1 < len(blocks.blocks):
             inputs = propagate(block, inputs)
@@ -331,6 +335,7 @@ def run_model_pass(model, calib, targets, make_observer, convert, *, device=None
     # Grouping needs one forward of the whole model.
     seen: dict[int, Group] = {}
     called = set()
+    alive: list[torch.Tensor] = []  # keeps inputs alive so that id() values are not reused
     hs = []
     for name, mod in targets.items():
 
@@ -338,6 +343,7 @@ def run_model_pass(model, calib, targets, make_observer, convert, *, device=None
             if name in called:
                 return
             called.add(name)
+            alive.append(a[0])
             g = seen.setdefault(id(a[0]), Group([], []))
             if g not in groups:
                 groups.append(g)

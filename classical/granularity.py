@@ -27,9 +27,13 @@ class PerChannel:
 
 @dataclass(frozen=True)
 class PerGroup:
-    """One scale (and zero point) per ``size`` consecutive input columns of each output row."""
+    """One scale (and zero point) per ``size`` consecutive input columns of each output row.
+
+    ``ragged=True`` accepts an input dimension that ``size`` does not divide: the last group is shorter
+    (SmolLM2's hidden size 576 is 4 x 128 + 64)."""
 
     size: int
+    ragged: bool = False  # allow a shorter last group when size does not divide the input dimension
 
     def __post_init__(self):
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 2:
@@ -48,6 +52,8 @@ def granularity_to_dict(g: Granularity) -> dict:
     d = {"type": type(g).__name__}
     if isinstance(g, PerGroup):
         d["size"] = g.size
+        if g.ragged:
+            d["ragged"] = True
     return d
 
 
@@ -60,10 +66,11 @@ def granularity_from_dict(d: dict) -> Granularity:
 
 def check_divides(g: Granularity, in_features: int, layer: str) -> None:
     """Raise a ValueError naming the layer when a group size does not divide its input dimension."""
-    if isinstance(g, PerGroup) and in_features % g.size:
+    if isinstance(g, PerGroup) and in_features % g.size and not g.ragged:
         divisors = [s for s in (32, 64, 128, 256) if in_features % s == 0]
         hint = f"a divisor of {in_features} such as {divisors[-1]}" if divisors else f"a divisor of {in_features}"
         raise ValueError(
             f"layer {layer!r}: group_size {g.size} does not divide its input dimension {in_features}; "
-            f"use {hint}, or leave the layer out with skip=({layer!r},)"
+            f"use {hint}, allow a shorter last group with PerGroup({g.size}, ragged=True) (as the GPTQ "
+            f"reference does), or leave the layer out with skip=({layer!r},)"
         )

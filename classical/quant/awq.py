@@ -54,8 +54,11 @@ def search_clip(
         x: ``(rows, in)`` sampled inputs; W: ``(out, in)``.
     """
     out, n = W.shape
-    ng = n // group_size
-    xg = x.float().reshape(-1, ng, group_size)  # (rows, ng, g)
+    pad = (-n) % group_size  # a shorter last group: zero columns change neither outputs nor ranges
+    x = torch.nn.functional.pad(x.float(), (0, pad))
+    W = torch.nn.functional.pad(W.float(), (0, pad))
+    ng = (n + pad) // group_size
+    xg = x.reshape(-1, ng, group_size)  # (rows, ng, g)
     best_all = []
     for r0 in range(0, out, row_batch):
         w = W[r0 : r0 + row_batch].float().reshape(-1, ng, group_size)  # (ob, ng, g)

@@ -11,14 +11,22 @@ from ..granularity import Granularity, PerChannel, PerGroup, PerTensor
 
 
 def _resolve_granularity(cfg, method: str) -> None:
-    """``group_size`` is shorthand for ``granularity=PerGroup(group_size)``; keep both consistent."""
+    """``group_size`` is shorthand for ``granularity=PerGroup(group_size)``; keep both consistent. An
+    explicit granularity overrides the class's default group size."""
     g, gs = cfg.granularity, cfg.group_size
+    default_gs = type(cfg).__dataclass_fields__["group_size"].default
+    if g is not None and gs == default_gs:
+        if not isinstance(g, (PerTensor, PerChannel, PerGroup)):
+            raise TypeError(f"{method}: granularity must be PerTensor(), PerChannel() or PerGroup(n), got {g!r}")
+        object.__setattr__(cfg, "group_size", g.size if isinstance(g, PerGroup) else None)
+        return
     if gs is not None:
         if not isinstance(gs, int) or isinstance(gs, bool) or gs < 2:
             raise ValueError(f"{method}: group_size must be an integer >= 2 or None, got {gs!r}")
-        if g is not None and g != PerGroup(gs):
+        if g is not None and (not isinstance(g, PerGroup) or g.size != gs):
             raise ValueError(f"{method}: group_size={gs} contradicts granularity={g!r}; give one of them")
-        object.__setattr__(cfg, "granularity", PerGroup(gs))
+        if g is None:
+            object.__setattr__(cfg, "granularity", PerGroup(gs))
     elif g is None:
         object.__setattr__(cfg, "granularity", PerChannel())
     elif not isinstance(g, (PerTensor, PerChannel, PerGroup)):

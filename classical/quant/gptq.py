@@ -53,14 +53,12 @@ def gptq_quantize(
     H[dead, dead] = 1
     W[:, dead] = 0
 
-    if static_groups or not act_order or gs == n:
-        # Group parameters of contiguous original groups. With act_order they are fixed up front
-        # ("static groups"); without, they are recomputed at each group start below.
-        pass
+    # With act_order and static_groups, the scale of each contiguous original group is fixed up front;
+    # otherwise it is chosen when the group's first column comes up (below), on updated weights.
     static = None
     if static_groups and gs < n:
-        wg = W.reshape(out, n // gs, gs)
-        static = choose_qparams(wg, bits, symmetric, scale_dtype)  # each (out, n_groups)
+        groups = [choose_qparams(W[:, a : a + gs], bits, symmetric, scale_dtype) for a in range(0, n, gs)]
+        static = (torch.stack([g[0] for g in groups], 1), torch.stack([g[1] for g in groups], 1))
 
     perm = None
     if act_order:
@@ -77,7 +75,7 @@ def gptq_quantize(
 
     Q = torch.zeros_like(W)
     codes = torch.zeros(out, n, dtype=torch.uint8, device=W.device)
-    n_groups = n // gs if gs < n else 1
+    n_groups = -(-n // gs) if gs < n else 1  # a shorter last group when gs does not divide n
     scales = torch.zeros(out, n_groups, device=W.device)
     zeros = torch.zeros(out, n_groups, device=W.device)
     g_idx = torch.zeros(n, dtype=torch.long, device=W.device)

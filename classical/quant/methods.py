@@ -22,7 +22,7 @@ def _bias(m):
 def _rtn_linear(w, bits, symmetric, granularity, bias, method, **kw) -> QuantizedLinear:
     gs = granularity.group_size(w.shape[1])
     codes, scale, zero = quantize_weight(w.float(), bits, symmetric, gs, per_tensor=isinstance(granularity, PerTensor))
-    return QuantizedLinear(codes, scale, zero, bits=bits, symmetric=symmetric, bias=bias, method=method, **kw)
+    return QuantizedLinear(codes, scale, zero, bits=bits, symmetric=symmetric, group_size=gs, bias=bias, method=method, **kw)
 
 
 @transform_for(RTN)
@@ -84,7 +84,7 @@ class _GPTQ(LinearTransform):
             act_order=c.act_order, damp=c.damp, block_size=c.block_size, static_groups=c.static_groups,
         )
         new = QuantizedLinear(
-            r["codes"], r["scale"], r["zero"], bits=c.bits, symmetric=c.symmetric, bias=_bias(module),
+            r["codes"], r["scale"], r["zero"], bits=c.bits, symmetric=c.symmetric, group_size=gs, bias=_bias(module),
             g_idx=r["g_idx"], method=c.name,
         )
         return new, {"output_rel_error": output_rel_error(w, new.effective_weight().to(w.device), H), "gptq_loss": r["loss"]}
@@ -121,7 +121,8 @@ class _AWQ(LinearTransform):
             if c.clip_rows and xs.shape[0] > c.clip_rows:
                 xs = xs[torch.linspace(0, xs.shape[0] - 1, c.clip_rows).long()]
             m = _awq.search_clip(xs, ws, bits=c.bits, group_size=gs, symmetric=c.symmetric, n_grid=c.n_grid)
-            ws = torch.maximum(torch.minimum(ws.reshape(m.shape[0], m.shape[1], -1), m[..., None]), -m[..., None]).reshape(w.shape)
+            lim = m.repeat_interleave(gs, dim=1)[:, : w.shape[1]]  # (out, in) clipping magnitude per column
+            ws = torch.maximum(torch.minimum(ws, lim), -lim)
         new = _rtn_linear(ws, c.bits, c.symmetric, c.granularity, _bias(module), c.name, input_scale=1.0 / s)
         ref = x @ w.t()
         err = float((x @ new.effective_weight().to(w.device).t() - ref).pow(2).sum() / ref.pow(2).sum().clamp(min=1e-30))

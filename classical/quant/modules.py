@@ -37,6 +37,7 @@ class QuantizedLinear(nn.Module):
         *,
         bits: int,
         symmetric: bool,
+        group_size: int | None = None,
         bias: torch.Tensor | None = None,
         g_idx: torch.Tensor | None = None,
         input_scale: torch.Tensor | None = None,
@@ -48,6 +49,7 @@ class QuantizedLinear(nn.Module):
         out, inp = codes.shape
         self.in_features, self.out_features = inp, out
         self.bits, self.symmetric = bits, symmetric
+        self.group_size = group_size or inp
         self.act_bits, self.outlier_threshold, self.method = act_bits, outlier_threshold, method
         self.register_buffer("packed", pack_bits(codes, bits))
         self.register_buffer("scale", scale.to(torch.float16))
@@ -57,10 +59,6 @@ class QuantizedLinear(nn.Module):
         self.register_buffer("g_idx", None if g_idx is None else g_idx.to(torch.int16))
         self.register_buffer("input_scale", None if input_scale is None else input_scale.float())
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
-
-    @property
-    def group_size(self) -> int:
-        return self.in_features // self.scale.shape[1]
 
     def codes(self) -> torch.Tensor:
         return unpack_bits(self.packed, self.bits, self.in_features * self.out_features).reshape(

@@ -86,11 +86,14 @@ def quantize_weight(
     if per_tensor:
         scale, zero = choose_qparams(w.reshape(1, 1, -1), bits, symmetric, scale_dtype)
         return quantize(w, scale, zero, bits), scale, zero
-    assert inp % group_size == 0, (inp, group_size)
-    wg = w.reshape(out, inp // group_size, group_size)  # (out, n_groups, g)
+    pad = (-inp) % group_size
+    # A shorter last group is padded with zeros, which change neither its range (the grid always
+    # contains 0) nor its scale; the padded codes are dropped.
+    wp = torch.nn.functional.pad(w.float(), (0, pad)) if pad else w
+    wg = wp.reshape(out, (inp + pad) // group_size, group_size)  # (out, n_groups, g)
     scale, zero = choose_qparams(wg, bits, symmetric, scale_dtype)  # (out, n_groups)
     codes = quantize(wg, scale[..., None], zero[..., None], bits)
-    return codes.reshape(out, inp), scale, zero
+    return codes.reshape(out, inp + pad)[:, :inp].contiguous(), scale, zero
 
 
 def dequantize_weight(
@@ -99,13 +102,15 @@ def dequantize_weight(
     """Inverse of :func:`quantize_weight`; ``g_idx`` (``(in,)``) maps each column to its group when the
     groups are not contiguous (GPTQ with act_order)."""
     out, inp = codes.shape
+    if g_idx is None and inp % group_size:
+        g_idx = torch.arange(inp, device=codes.device) // group_size
     if g_idx is not None:
         g = g_idx.long()
         return (codes.float() - zero[:, g]) * scale[:, g]
     if scale.shape[-1] == 1 and scale.shape[0] == 1 and out > 1:  # per tensor
         return dequantize(codes, scale, zero)
-    n = scale.shape[1]
-    cg = codes.reshape(out, n, inp // n)
+    n = inp // group_size
+    cg = codes.reshape(out, n, group_size)
     return dequantize(cg, scale[..., None], zero[..., None]).reshape(out, inp)
 
 
@@ -132,6 +137,14 @@ def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
     """Inverse of :func:`pack_bits`: the first ``numel`` codes as a flat uint8 tensor."""
+    if bits == 8:
+        return packed[:numel]
+    if 8 % bits == 0:
+        # 1, 2, 4 bits: whole codes per byte, unpacked with uint8 shifts (the common, fast path).
+        per = 8 // bits
+        shifts = torch.arange(per, device=packed.device, dtype=torch.uint8) * bits
+        codes = (packed[:, None] >> shifts) & (2**bits - 1)  # (bytes, per)
+        return codes.reshape(-1)[:numel]
     nbytes = -(-numel // 8) * bits
     p = packed.to(torch.int64)
     if p.numel() < nbytes:
