@@ -43,9 +43,10 @@ class Suite:
 
 
 def run_suite(model: nn.Module, entries: list[Entry], calib_sets: dict[str, list], tokens: torch.Tensor, *,
-              eval_kw: dict, device=None, offload: bool = False) -> Suite:
+              eval_kw: dict, device=None, offload: bool = False, on_row: Callable[["Suite"], None] | None = None) -> Suite:
     """Compress (a copy of) ``model`` with each entry and evaluate it; a failing entry is recorded with
-    its error instead of stopping the run."""
+    its error instead of stopping the run. ``on_row(suite)`` is called after every entry (e.g. to write
+    partial results)."""
     suite = Suite()
     ref_bytes = state_bytes(model)
     for e in entries:
@@ -80,6 +81,8 @@ def run_suite(model: nn.Module, entries: list[Entry], calib_sets: dict[str, list
         finally:
             m = None
             gc.collect()
+        if on_row is not None:
+            on_row(suite)
     return suite
 
 

@@ -119,14 +119,14 @@ def compress(
     for c in items:
         if not isinstance(c, CompressionConfig):
             raise TypeError(f"recipe items must be compression configs such as RTN(bits=4), got {c!r}")
+    if calib is not None and not isinstance(calib, (list, tuple)):
+        raise TypeError(f"calib must be a list of model inputs, got {type(calib).__name__}")
     needs = [c.name for c in items if type(c).needs_calibration]
     if needs and not calib:
         raise ValueError(
             f"{', '.join(needs)} needs calibration data: pass calib=[...] (model inputs, e.g. a list of "
             "(1, seqlen) token-id tensors)"
         )
-    if calib is not None and not isinstance(calib, (list, tuple)):
-        raise TypeError(f"calib must be a list of model inputs, got {type(calib).__name__}")
     target = model if inplace else copy.deepcopy(model)
     was_training = target.training
     target.eval()

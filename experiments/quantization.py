@@ -36,11 +36,17 @@ def main() -> None:
     p.add_argument("--awq-rows", type=int, default=4096, help="token rows sampled for AWQ's searches (0: all)")
     p.add_argument("--offload", action="store_true", help="keep only the calibrated block on --device")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=int, default=3, help="latency repeats (median)")
+    p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
+    p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 is always run)")
     p.add_argument("--out", default=str(_REPO / "experiments" / "results" / "quantization"))
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if a.quick:
-        a.windows, a.calib, a.timing_calib, a.crosscheck_calib = a.windows or 4, min(a.calib, 4), 0, 2
+        a.windows, a.calib, a.timing_calib, a.crosscheck_calib, a.repeats = a.windows or 2, min(a.calib, 2), 0, 2, 1
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     cuda = a.device.startswith("cuda")
 
@@ -52,7 +58,7 @@ def main() -> None:
     calib_sets = {
         f"wikitext2 first half, {a.calib}x{a.seqlen}": calibration_segments(calib_tokens, a.calib, a.seqlen, a.seed),
         f"tinyshakespeare, {a.calib}x{a.seqlen}": calibration_segments(shakespeare, a.calib, a.seqlen, a.seed),
-        f"wikitext2 first half, {a.crosscheck_calib}x{a.seqlen}": calibration_segments(calib_tokens, a.crosscheck_calib, a.seqlen, a.seed),
+        f"wikitext2 first half, {a.crosscheck_calib}x{a.seqlen} (cross-checks)": calibration_segments(calib_tokens, a.crosscheck_calib, a.seqlen, a.seed),
     }
     wiki, ood, small = list(calib_sets)
     if a.timing_calib:
@@ -105,9 +111,26 @@ def main() -> None:
         entries.append(Entry(f"GPTQ W4 g128 ({a.timing_calib} segments)", [GPTQ(4, granularity=g128)],
                              f"wikitext2 first half, {a.timing_calib}x{a.seqlen}", note="timing target row"))
 
-    eval_kw = dict(seqlen=a.seqlen, n_windows=a.windows, prompt_len=128, decode_tokens=32, repeats=3, seed=a.seed)
-    suite = run_suite(model, entries, calib_sets, eval_tokens, eval_kw=eval_kw, device=a.device, offload=a.offload)
+    if a.only:
+        keep = {x.strip() for x in a.only.split(",")} | {"FP32"}
+        entries = [e for e in entries if e.label in keep]
+    eval_kw = dict(seqlen=a.seqlen, n_windows=a.windows, prompt_len=128, decode_tokens=a.decode_tokens,
+                   repeats=a.repeats, seed=a.seed)
+    backends = probe_backends(a.device)
+    n_done = [0]
 
+    def report(suite, final=False):
+        n_done[0] = len(suite.rows) + len(suite.failures)
+        publish(a, suite, calib_sets, backends, cuda, final, n_done[0], len(entries))
+
+    suite = run_suite(model, entries, calib_sets, eval_tokens, eval_kw=eval_kw, device=a.device, offload=a.offload,
+                      on_row=report)
+    report(suite, final=True)
+    logging.info("wrote %s.md / .json", a.out)
+
+
+def publish(a, suite, calib_sets, backends, cuda, final, done, total) -> None:
+    """Targets, cross-checks and the results files for the rows so far."""
     targets = check_targets(suite.rows, [
         ("GPTQ W4 g128 increase <= 40% of RTN W4 g128's", "GPTQ W4 g128", "RTN W4 g128", "increase_ratio", 0.40),
         ("GPTQ W3 g128 increase <= 25% of RTN W3 g128's", "GPTQ W3 g128", "RTN W3 g128", "increase_ratio", 0.25),
@@ -143,9 +166,14 @@ def main() -> None:
         "perplexity": f"wikitext2_test.txt second half, rows joined with blank lines, tokenised once, "
                       f"{n_win} non-overlapping windows of {a.seqlen} tokens",
         "calibration": ", ".join(calib_sets),
-        "latency": "prompt = first 128 eval tokens, batch 1; decode 32 greedy tokens with KV cache; median of 3 after 1 warm-up",
+        "latency": f"prompt = first 128 eval tokens, batch 1; decode {a.decode_tokens} greedy tokens with KV cache; "
+                   f"median of {a.repeats} after 1 warm-up",
         "seed": a.seed,
         "quick": a.quick,
+        "torch threads": torch.get_num_threads(),
+        "rows": f"{done} of {total} entries" + ("" if final else " (run in progress: partial results)"),
+        "command": "python experiments/quantization.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False) and k != "out"),
     }
     notes = [
         "Speed column: 'simulated' rows dequantize packed weights in every forward (exact accuracy of the stored "
@@ -159,8 +187,7 @@ def main() -> None:
         "The machine is shared (2 cores): latencies are noisy; compare rows of one run as ratios.",
     ]
     write_results(a.out, title="Quantization of SmolLM2-135M on WikiText-2", setup=setup, suite=suite,
-                  targets=targets, agreement=agreement, backends=probe_backends(a.device), notes=notes)
-    logging.info("wrote %s.md / .json", a.out)
+                  targets=targets, agreement=agreement, backends=backends, notes=notes)
 
 
 if __name__ == "__main__":
