@@ -17,7 +17,7 @@ def __getattr__(name):
     # The evaluation harness and the model loader import lazily (they pull in optional packages).
     if name in ("evaluate", "EvalResult", "perplexity", "measure_latency", "corpus_tokens",
                 "calibration_segments", "split_halves", "results_markdown", "machine_info", "kernel_label"):
-        from . import evaluate as _ev
+        from . import evaluation as _ev
 
         return getattr(_ev, name)
     if name in ("load_causal_lm", "smollm2_gguf_path"):

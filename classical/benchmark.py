@@ -17,7 +17,7 @@ from torch import nn
 
 from .compress import compress
 from .config import CompressionConfig
-from .evaluate import evaluate, machine_info, results_markdown, write_json
+from .evaluation import evaluate, machine_info, results_markdown, write_json
 from .transform import state_bytes
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class CompressionReport:
     """What ``compress`` did: the recipe, one record per changed layer, sizes and timings.
-    ``evaluation`` is filled by callers that evaluate the result (see ``qlite.classical.evaluate``)."""
+    ``evaluation`` is filled by callers that evaluate the result (see :func:`qlite.classical.evaluate`)."""
 
     recipe: list[dict]
     layers: list[LayerRecord]

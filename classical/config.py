@@ -47,7 +47,7 @@ class CompressionConfig:
         parts = []
         for f in fields:
             v = getattr(self, f.name)
-            if f.name == "granularity" and (getattr(self, "group_size", None) is not None or v == PerChannel()):
+            if f.name == "granularity" and (v == PerChannel() or (isinstance(v, PerGroup) and not v.ragged)):
                 continue  # already said by group_size, or the default per-channel granularity
             if v != f.default or f.name == "bits":
                 parts.append(f"{f.name}={v!r}")

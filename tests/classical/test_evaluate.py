@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from qlite.classical import RTN, compress
-from qlite.classical.evaluate import (
+from qlite.classical.evaluation import (
     calibration_segments, corpus_tokens, evaluate, kernel_label, perplexity, results_markdown, split_halves,
 )
 

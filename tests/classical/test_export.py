@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from qlite.classical import RTN, LLMInt8, SmoothQuant, compress
-from qlite.classical.evaluate import kernel_label
+from qlite.classical.evaluation import kernel_label
 from qlite.classical.export import probe_backends
 
 

@@ -24,7 +24,7 @@ def lm():
 
 @pytest.fixture(scope="module")
 def wiki(shared_data_module, lm):
-    from qlite.classical.evaluate import corpus_tokens, split_halves
+    from qlite.classical.evaluation import corpus_tokens, split_halves
 
     first, second = split_halves((shared_data_module / "wikitext2_test.txt").read_text())
     _, tok = lm
@@ -42,8 +42,8 @@ def shared_data_module():
     return d
 
 
-def _ppl(model, tokens, n=3, seqlen=256):
-    from qlite.classical.evaluate import perplexity
+def _ppl(model, tokens, n=2, seqlen=256):
+    from qlite.classical.evaluation import perplexity
 
     return perplexity(model, tokens, seqlen=seqlen, n_windows=n)["perplexity"]
 
@@ -62,7 +62,7 @@ def test_smollm2_loads_offline_and_quantizes(lm, wiki):
 
 @pytest.mark.slow
 def test_gptq_beats_rtn_at_3_bits_on_smollm2(lm, wiki):
-    from qlite.classical.evaluate import calibration_segments
+    from qlite.classical.evaluation import calibration_segments
 
     model, _ = lm
     cal, ev = wiki
