@@ -114,47 +114,53 @@ def dequantize_weight(
     return dequantize(cg, scale[..., None], zero[..., None]).reshape(out, inp)
 
 
-def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Pack ``b``-bit codes (any shape, values < 2**b) into a flat uint8 stream of ``ceil(n*b/8)`` bytes.
+_PLANES = {1: (1,), 2: (2,), 3: (2, 1), 4: (4,), 5: (4, 1), 6: (4, 2), 7: (4, 2, 1), 8: (8,)}
 
-    Eight codes fill exactly ``b`` bytes, so each run of 8 codes is assembled into one 64-bit word
-    (code ``i`` at bit ``b*i``) and cut into ``b`` little-endian bytes.
+
+def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack ``b``-bit codes (any shape, values < 2**b) into a flat uint8 stream.
+
+    Widths that divide 8 put ``8 // b`` codes in each byte, code ``i`` at bit ``b*i`` (little endian).
+    Other widths are split into such planes, low bits first (3 = 2 + 1, 5 = 4 + 1, 6 = 4 + 2,
+    7 = 4 + 2 + 1), so unpacking is a few byte shifts per plane; the stream then holds
+    ``sum_k ceil(n*k/8)`` bytes, exactly ``n*b/8`` when ``n`` is a multiple of 8.
     """
-    if not 1 <= bits <= 8:
+    if bits not in _PLANES:
         raise ValueError(f"pack_bits supports 1 to 8 bits, got {bits}")
-    flat = codes.reshape(-1).to(torch.int64)
-    n = flat.numel()
-    pad = (-n) % 8
-    if pad:
-        flat = torch.cat([flat, flat.new_zeros(pad)])
-    words = flat.reshape(-1, 8)  # (n/8, 8)
-    shifts = torch.arange(8, device=flat.device, dtype=torch.int64) * bits
-    word = (words << shifts).sum(dim=1)  # (n/8,) each < 2**(8b)
-    byte_shifts = torch.arange(bits, device=flat.device, dtype=torch.int64) * 8
-    out = (word[:, None] >> byte_shifts) & 0xFF  # (n/8, b)
-    return out.to(torch.uint8).reshape(-1)[: (n * bits + 7) // 8]
+    flat = codes.reshape(-1).to(torch.uint8)
+    parts, offset = [], 0
+    for k in _PLANES[bits]:
+        plane = (flat >> offset) & (2**k - 1)
+        per = 8 // k
+        pad = (-plane.numel()) % per
+        if pad:
+            plane = torch.cat([plane, plane.new_zeros(pad)])
+        shifts = torch.arange(per, device=flat.device, dtype=torch.uint8) * k
+        parts.append((plane.reshape(-1, per) << shifts).sum(dim=1, dtype=torch.uint8))  # fields are disjoint
+        offset += k
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _unpack_plane(packed: torch.Tensor, k: int, numel: int) -> torch.Tensor:
+    if k == 8:
+        return packed[:numel]
+    per = 8 // k
+    shifts = torch.arange(per, device=packed.device, dtype=torch.uint8) * k
+    return ((packed[:, None] >> shifts) & (2**k - 1)).reshape(-1)[:numel]  # (bytes * per,)
 
 
 def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
     """Inverse of :func:`pack_bits`: the first ``numel`` codes as a flat uint8 tensor."""
-    if bits == 8:
-        return packed[:numel]
-    if 8 % bits == 0:
-        # 1, 2, 4 bits: whole codes per byte, unpacked with uint8 shifts (the common, fast path).
-        per = 8 // bits
-        shifts = torch.arange(per, device=packed.device, dtype=torch.uint8) * bits
-        codes = (packed[:, None] >> shifts) & (2**bits - 1)  # (bytes, per)
-        return codes.reshape(-1)[:numel]
-    nbytes = -(-numel // 8) * bits
-    p = packed.to(torch.int64)
-    if p.numel() < nbytes:
-        p = torch.cat([p, p.new_zeros(nbytes - p.numel())])
-    chunks = p.reshape(-1, bits)  # (n/8, b)
-    byte_shifts = torch.arange(bits, device=p.device, dtype=torch.int64) * 8
-    word = (chunks << byte_shifts).sum(dim=1)  # (n/8,)
-    shifts = torch.arange(8, device=p.device, dtype=torch.int64) * bits
-    codes = (word[:, None] >> shifts) & (2**bits - 1)  # (n/8, 8)
-    return codes.reshape(-1)[:numel].to(torch.uint8)
+    if bits not in _PLANES:
+        raise ValueError(f"unpack_bits supports 1 to 8 bits, got {bits}")
+    out, start, offset = None, 0, 0
+    for k in _PLANES[bits]:
+        nbytes = -(-numel // (8 // k))
+        plane = _unpack_plane(packed[start : start + nbytes], k, numel)
+        out = plane if out is None else out | (plane << offset)
+        start += nbytes
+        offset += k
+    return out
 
 
 def quantize_per_token(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
