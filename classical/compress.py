@@ -121,7 +121,7 @@ def compress(
             raise TypeError(f"recipe items must be compression configs such as RTN(bits=4), got {c!r}")
     if calib is not None and not isinstance(calib, (list, tuple)):
         raise TypeError(f"calib must be a list of model inputs, got {type(calib).__name__}")
-    needs = [c.name for c in items if type(c).needs_calibration]
+    needs = [c.name for c in items if c.requires_calibration]
     if needs and not calib:
         raise ValueError(
             f"{', '.join(needs)} needs calibration data: pass calib=[...] (model inputs, e.g. a list of "

@@ -35,6 +35,11 @@ class CompressionConfig:
         super().__init_subclass__(**kwargs)
         _CONFIGS[cls.__name__] = cls
 
+    @property
+    def requires_calibration(self) -> bool:
+        """Whether this config, with its field values, needs ``calib`` (defaults to ``needs_calibration``)."""
+        return type(self).needs_calibration
+
     def __post_init__(self):
         if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
             raise TypeError(f"skip must be a tuple of name patterns, got {self.skip!r}")

@@ -159,7 +159,7 @@ class LinearTransform(Transform):
                 )
             log.debug("%s: %s in %.2fs", self.config.name, group.names, time.perf_counter() - t0)
 
-        if not type(self.config).needs_calibration:
+        if not self.config.requires_calibration:
             for name, mod in targets.items():
                 do_group(Group([name], [mod]), None)
             return records

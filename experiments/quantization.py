@@ -9,13 +9,14 @@ cross-checks against torchao / bitsandbytes. Writes experiments/results/quantiza
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import math
+from pathlib import Path
 
 import torch
 
 from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, PerGroup, SmoothQuant
-from qlite.classical.benchmark import Entry, check_agreement, check_targets, run_suite, write_results
+from qlite.classical.benchmark import Entry, Suite, check_agreement, check_targets, run_suite, write_results
 from qlite.classical.crosscheck import bnb_llm_int8, torchao_awq, torchao_gptq, torchao_smoothquant
 from qlite.classical.evaluation import calibration_segments, corpus_tokens, split_halves
 from qlite.classical.export import export_torchao, probe_backends
@@ -39,7 +40,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--repeats", type=int, default=3, help="latency repeats (median)")
     p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
-    p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 is always run)")
+    p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 too, unless --merge)")
+    p.add_argument("--merge", action="store_true", help="add the rows of this run to the existing results file "
+                   "(rows with the same label are replaced)")
     p.add_argument("--out", default=str(_REPO / "experiments" / "results" / "quantization"))
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -71,7 +74,9 @@ def main() -> None:
         Entry("RTN W8", [RTN(8)], note="per channel, symmetric"),
         Entry("RTN W4 g128", [RTN(4, granularity=g128, symmetric=False)], note="asymmetric"),
         Entry("RTN W3 g128", [RTN(3, granularity=g128, symmetric=False)], note="asymmetric"),
-        Entry("LLM.int8()", [LLMInt8(6.0)]),
+        Entry("LLM.int8()", [LLMInt8(6.0)], note="bitsandbytes' inference layout: int8 weights everywhere"),
+        Entry("LLM.int8() (fp16 outlier weights)", [LLMInt8(6.0, keep_outlier_weights=True)], wiki,
+              note="the paper's Eq. 3: float16 weight columns for the calibration-time outlier dimensions"),
         Entry("W8A8 RTN (naive)", [RTN(8, act_bits=8)], note="per-channel weights, per-token dynamic activations"),
         Entry("SmoothQuant W8A8", [SmoothQuant(alpha=0.5)], wiki),
         Entry("GPTQ W4 g128", [GPTQ(4, granularity=g128)], wiki, note="act_order, damp 0.01, asymmetric"),
@@ -112,20 +117,33 @@ def main() -> None:
                              f"wikitext2 first half, {a.timing_calib}x{a.seqlen}", note="timing target row"))
 
     if a.only:
-        keep = {x.strip() for x in a.only.split(",")} | {"FP32"}
+        keep = {x.strip() for x in a.only.split(",")} | (set() if a.merge else {"FP32"})
         entries = [e for e in entries if e.label in keep]
     eval_kw = dict(seqlen=a.seqlen, n_windows=a.windows, prompt_len=128, decode_tokens=a.decode_tokens,
                    repeats=a.repeats, seed=a.seed)
     backends = probe_backends(a.device)
-    n_done = [0]
+    n_done, n_earlier = [0], [0]
 
     def report(suite, final=False):
         n_done[0] = len(suite.rows) + len(suite.failures)
-        publish(a, suite, calib_sets, backends, cuda, final, n_done[0], len(entries))
+        publish(a, suite, calib_sets, backends, cuda, final, n_done[0], len(entries) + n_earlier[0])
+
+    earlier = Suite()
+    if a.merge and Path(a.out).with_suffix(".json").is_file():
+        old = json.loads(Path(a.out).with_suffix(".json").read_text())
+        labels = {e.label for e in entries}
+        earlier.rows = [r for r in old["rows"] if r["label"] not in labels]
+        earlier.failures = [f for f in old["failures"] if f["label"] not in labels]
+        a.merged_from = old["setup"].get("command")
+        n_earlier[0] = len(earlier.rows) + len(earlier.failures)
+
+    def report_merged(suite, final=False):
+        merged = Suite(earlier.rows + suite.rows, earlier.failures + suite.failures)
+        report(merged, final)
 
     suite = run_suite(model, entries, calib_sets, eval_tokens, eval_kw=eval_kw, device=a.device, offload=a.offload,
-                      on_row=report)
-    report(suite, final=True)
+                      on_row=report_merged)
+    report_merged(suite, final=True)
     logging.info("wrote %s.md / .json", a.out)
 
 
@@ -137,7 +155,8 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total) -> None:
         ("AWQ W4 g128 increase <= 50% of RTN W4 g128's", "AWQ W4 g128", "RTN W4 g128", "increase_ratio", 0.50),
         ("SmoothQuant W8A8 within 5% of FP32", "SmoothQuant W8A8", None, "relative", 0.05),
         ("naive W8A8 RTN worse than SmoothQuant", "SmoothQuant W8A8", "W8A8 RTN (naive)", "worse_than", 0.0),
-        ("LLM.int8() within 1% of FP32", "LLM.int8()", None, "relative", 0.01),
+        ("LLM.int8() within 1% of FP32 (bitsandbytes layout)", "LLM.int8()", None, "relative", 0.01),
+        ("LLM.int8() within 1% of FP32 (paper's fp16 outlier weights)", "LLM.int8() (fp16 outlier weights)", None, "relative", 0.01),
     ])
     timing = next((r for r in suite.rows if r["label"].startswith("GPTQ W4 g128 (") and "segments" in r["label"]), None)
     if timing:
@@ -173,8 +192,10 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total) -> None:
         "torch threads": torch.get_num_threads(),
         "rows": f"{done} of {total} entries" + ("" if final else " (run in progress: partial results)"),
         "command": "python experiments/quantization.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False) and k != "out"),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False, "") and k not in ("out", "merged_from")),
     }
+    if getattr(a, "merged_from", None):
+        setup["earlier rows from"] = a.merged_from
     notes = [
         "Speed column: 'simulated' rows dequantize packed weights in every forward (exact accuracy of the stored "
         "format, no low-bit kernel: their latency is not a claim about real low-bit speed); 'real-kernel' rows run "

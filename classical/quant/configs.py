@@ -70,11 +70,22 @@ class LLMInt8(CompressionConfig):
     decomposition). As in bitsandbytes' inference layout, the outlier columns multiply the int8
     weights dequantized, so only int8 weights are stored.
 
+    With ``keep_outlier_weights=True`` the weight columns of the feature dimensions that reach the
+    threshold on the calibration data are also stored in float16, so those dimensions compute as the
+    paper's ``X_f16 W_f16`` term (Eq. 3); outliers in other dimensions still use the int8 weights.
+    This variant needs ``calib``.
+
     Args:
         threshold: outlier magnitude (the paper's 6.0); ``float('inf')`` disables the decomposition.
+        keep_outlier_weights: store float16 weight columns for calibration-time outlier dimensions.
     """
 
     threshold: float = 6.0
+    keep_outlier_weights: bool = False
+
+    @property
+    def requires_calibration(self) -> bool:
+        return self.keep_outlier_weights
 
     def __post_init__(self):
         super().__post_init__()

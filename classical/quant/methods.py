@@ -35,13 +35,23 @@ class _RTN(LinearTransform):
 
 @transform_for(LLMInt8)
 class _LLMInt8(LinearTransform):
+    def make_observer(self, group, total_rows, ctx):
+        if not self.config.keep_outlier_weights:
+            return None
+        return ActivationObserver(group.names[0], linear_weight(group.modules[0]).shape[1], absmax=True)
+
     def convert(self, name, module, group, observer, ctx):
         from ..granularity import PerChannel
 
         w = linear_weight(module).detach()
         thr = None if self.config.threshold == float("inf") else float(self.config.threshold)
         new = _rtn_linear(w, 8, True, PerChannel(), _bias(module), self.config.name, act_bits=8, outlier_threshold=thr)
-        return new, {}
+        extra = {}
+        if observer is not None and thr is not None:
+            cols = torch.nonzero(observer.absmax.to(w.device) >= thr).flatten()
+            new.set_outlier_weights(cols, w[:, cols])
+            extra["outlier_columns"] = int(cols.numel())
+        return new, extra
 
 
 @transform_for(SmoothQuant)

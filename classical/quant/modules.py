@@ -59,6 +59,14 @@ class QuantizedLinear(nn.Module):
         self.register_buffer("g_idx", None if g_idx is None else g_idx.to(torch.int16))
         self.register_buffer("input_scale", None if input_scale is None else input_scale.float())
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.register_buffer("outlier_idx", None)
+        self.register_buffer("outlier_weight", None)
+
+    def set_outlier_weights(self, idx: torch.Tensor, columns: torch.Tensor) -> None:
+        """Keep float16 copies of the weight columns ``idx`` (``columns``: ``(out, len(idx))``): LLM.int8()'s
+        outlier dimensions computed with 16-bit weights."""
+        self.outlier_idx = idx.to(torch.int32)
+        self.outlier_weight = columns.detach().to(torch.float16)
 
     def codes(self) -> torch.Tensor:
         return unpack_bits(self.packed, self.bits, self.in_features * self.out_features).reshape(
@@ -75,7 +83,10 @@ class QuantizedLinear(nn.Module):
 
     def dequantized_weight(self) -> torch.Tensor:
         """The ``(out, in)`` float32 weight this module computes with (before ``input_scale``)."""
-        return dequantize_weight(self.codes(), self.scale.float(), self.zero(), self.group_size, self.g_idx)
+        w = dequantize_weight(self.codes(), self.scale.float(), self.zero(), self.group_size, self.g_idx)
+        if self.outlier_idx is not None:
+            w = w.index_copy(1, self.outlier_idx.long(), self.outlier_weight.float())
+        return w
 
     def effective_weight(self) -> torch.Tensor:
         """The weight as seen by the unscaled input: ``dequant(W) * input_scale``."""

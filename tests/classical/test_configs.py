@@ -11,7 +11,7 @@ from qlite.classical import (
 
 ALL = [
     RTN(8), RTN(4, group_size=128, symmetric=False), RTN(3, granularity=PerTensor()), RTN(8, act_bits=8),
-    RTN(4, granularity=PerGroup(128, ragged=True)), LLMInt8(), LLMInt8(threshold=float("inf")), SmoothQuant(alpha=0.8),
+    RTN(4, granularity=PerGroup(128, ragged=True)), LLMInt8(), LLMInt8(threshold=float("inf")), LLMInt8(keep_outlier_weights=True), SmoothQuant(alpha=0.8),
     GPTQ(4), GPTQ(3, group_size=None, act_order=False, static_groups=True), AWQ(4, search_rows=0), AngleQuant(5),
     RTN(4, skip=("head", "*.fc")),
 ]

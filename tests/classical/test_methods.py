@@ -174,3 +174,19 @@ def test_sequential_calibration_feeds_compressed_outputs_forward():
     H2 = 2 * X2.t() @ X2 / X2.shape[0]
     r2 = gptq_quantize(net[1].weight, H2, bits=4, group_size=8, symmetric=False, act_order=False)
     torch.testing.assert_close(res.model[1].dequantized_weight(), r2["dequantized"], atol=1e-4, rtol=0)
+
+
+def test_llm_int8_keeps_float_weights_for_calibrated_outlier_dimensions():
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 16)
+    x = torch.randn(64, 32)
+    x[:, 4] *= 20  # dimension 4 is a systematic outlier on the calibration data
+    q = compress(nn.Sequential(lin), LLMInt8(6.0, keep_outlier_weights=True), calib=[x]).model[0]
+    assert q.outlier_idx.tolist() == [4] and q.outlier_weight.dtype == torch.float16
+    only = torch.zeros(3, 32)
+    only[:, 4] = torch.tensor([30.0, -7.0, 12.5])
+    # The paper's X_f16 W_f16 term: the float16 weight column, not the int8 one.
+    expect = only[:, 4:5] * lin.weight[:, 4].half().float() + lin.bias
+    torch.testing.assert_close(q(only), expect, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="needs calibration data"):
+        compress(nn.Sequential(lin), LLMInt8(keep_outlier_weights=True))
