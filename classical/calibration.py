@@ -85,10 +85,7 @@ def capture_first_inputs(model, blocks: Blocks, calib: list, device) -> list[tup
     """``(args, kwargs)`` of the first block for every calibration item, on ``device``."""
     if blocks.container is None or blocks.prefix == "":
         # The model is the container (or the only block): its inputs are the calibration items.
-        return [
-            (move(x if isinstance(x, tuple) else (x,), device), {}) if not isinstance(x, dict) else ((), move(x, device))
-            for x in calib
-        ]
+        return [as_call(x, device) for x in calib]
     records: list[tuple[tuple, dict]] = []
 
     def grab(_m, args, kwargs):
@@ -292,10 +289,7 @@ def run_blockwise(
     home = _device_of(model)
     if device is not None and not offload:
         model.to(device)
-        capture_device = device
-    else:
-        capture_device = device
-    inputs = capture_first_inputs(model, blocks, calib, capture_device if offload else device)
+    inputs = capture_first_inputs(model, blocks, calib, device)
     total = rows_of(inputs)
     done: set[str] = set()
     for i, block in enumerate(blocks.blocks):
@@ -326,48 +320,24 @@ def run_blockwise(
         run_model_pass(model, calib, rest, make_observer, convert, device=device if not offload else None)
 
 
+def as_call(x: Any, device=None) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` feeding one calibration item to a model (see :func:`call_model`)."""
+    x = move(x, device)
+    if isinstance(x, dict):
+        return (), x
+    return (tuple(x) if isinstance(x, (tuple, list)) else (x,)), {}
+
+
 @torch.no_grad()
 def run_model_pass(model, calib, targets, make_observer, convert, *, device=None):
     """Calibrate ``targets`` on whole-model forwards (used for layers outside the blocks)."""
-    first = move(calib[0], device)
-    groups = []
-    handles_model = model
-    # Grouping needs one forward of the whole model.
-    seen: dict[int, Group] = {}
-    called = set()
-    alive: list[torch.Tensor] = []  # keeps inputs alive so that id() values are not reused
-    hs = []
-    for name, mod in targets.items():
-
-        def hook(_m, a, name=name, mod=mod):
-            if name in called:
-                return
-            called.add(name)
-            alive.append(a[0])
-            g = seen.setdefault(id(a[0]), Group([], []))
-            if g not in groups:
-                groups.append(g)
-            g.names.append(name)
-            g.modules.append(mod)
-
-        hs.append(mod.register_forward_pre_hook(hook))
-    try:
-        call_model(handles_model, first)
-    finally:
-        for h in hs:
-            h.remove()
-    groups += [Group([n], [m]) for n, m in targets.items() if n not in called]
+    calls = [as_call(x, device) for x in calib]
+    groups = input_groups(model, targets, *calls[0])
     total = 0
-    for x in calib:
-        t = x if isinstance(x, torch.Tensor) else next(v for v in (x.values() if isinstance(x, dict) else x) if isinstance(v, torch.Tensor))
+    for args, kwargs in calls:
+        t = args[0] if args else next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
         total += t.numel()
     observers = [make_observer(g, total) for g in groups]
-    hs = [g.modules[0].register_forward_pre_hook(lambda _m, a, o=o: o.update(a[0])) for g, o in zip(groups, observers) if o is not None]
-    try:
-        for x in calib:
-            call_model(model, move(x, device))
-    finally:
-        for h in hs:
-            h.remove()
+    observe(model, groups, observers, calls)
     for g, o in zip(groups, observers):
         convert(g, o)
