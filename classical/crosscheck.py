@@ -62,6 +62,10 @@ def torchao_gptq(model: nn.Module, calib: list, *, group_size: int = 64, bits: i
     from torchao.prototype.gptq import GPTQConfig
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
 
+    dev = next(model.parameters()).device
+    if dev.type != "cuda":
+        # Said up front: torchao 0.18's gptq_quantize asserts a CUDA device after the observe pass.
+        raise RuntimeError(f"torchao's GPTQ runs only on CUDA (model is on {dev})")
     base = Int4WeightOnlyConfig(group_size=group_size) if bits == 4 else Int8WeightOnlyConfig()
     m = copy.deepcopy(model)
     quantize_(m, GPTQConfig(step="observe", base_config=base), _keep())
