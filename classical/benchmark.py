@@ -139,11 +139,13 @@ def check_agreement(rows: list[dict], pairs: list[tuple]) -> list[dict]:
 
 
 def write_results(stem: str | Path, *, title: str, setup: dict, suite: Suite, targets: list[dict],
-                  agreement: list[dict], backends: dict, notes: list[str], extra: dict | None = None) -> None:
-    """Write ``stem.json`` and ``stem.md``."""
+                  agreement: list[dict], backends: dict, notes: list[str], extra: dict | None = None,
+                  machine: dict | None = None) -> None:
+    """Write ``stem.json`` and ``stem.md`` (``machine``: the record of where the rows were measured;
+    default: this machine, now)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    meta = machine_info()
+    meta = machine or machine_info()
     payload = {"title": title, "machine": meta, "setup": setup, "rows": suite.rows, "failures": suite.failures,
                "targets": targets, "crosschecks": agreement, "backends": backends, "notes": notes, **(extra or {})}
     write_json(stem.with_suffix(".json"), payload)

@@ -41,6 +41,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="latency repeats (median)")
     p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
     p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 too, unless --merge)")
+    p.add_argument("--report-only", action="store_true", help="rewrite the .md/.json from the existing .json rows "
+                   "(no model is loaded)")
     p.add_argument("--merge", action="store_true", help="add the rows of this run to the existing results file "
                    "(rows with the same label are replaced)")
     p.add_argument("--out", default=str(_REPO / "experiments" / "results" / "quantization"))
@@ -52,6 +54,14 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     cuda = a.device.startswith("cuda")
+    if a.report_only:
+        old = json.loads(Path(a.out).with_suffix(".json").read_text())
+        suite = Suite(old["rows"], old["failures"])
+        keep = {k: v for k, v in old["setup"].items() if k not in ("rows",)}
+        publish(a, suite, {}, old["backends"], cuda, "partial" not in old["setup"]["rows"],
+                len(suite.rows) + len(suite.failures), int(old["setup"]["rows"].split(" of ")[1].split()[0]),
+                setup_override=keep, machine=old["machine"])
+        return
 
     model, tok = load_causal_lm(a.model, device=a.device)
     first, second = split_halves(data_file("wikitext2_test.txt").read_text())
@@ -150,7 +160,7 @@ def main() -> None:
     logging.info("wrote %s.md / .json", a.out)
 
 
-def publish(a, suite, calib_sets, backends, cuda, final, done, total) -> None:
+def publish(a, suite, calib_sets, backends, cuda, final, done, total, setup_override=None, machine=None) -> None:
     """Targets, cross-checks and the results files for the rows so far."""
     targets = check_targets(suite.rows, [
         ("GPTQ W4 g128 increase <= 40% of RTN W4 g128's", "GPTQ W4 g128", "RTN W4 g128", "increase_ratio", 0.40),
@@ -169,8 +179,9 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total) -> None:
                         "detail": f"{timing['compress_seconds']:.1f} s"})
     agreement = check_agreement(suite.rows, [
         ("LLM.int8()", "bitsandbytes LLM.int8()", 0.005,
-         "same algorithm and grid (per-row absmax/127 int8 weights, per-token int8 activations, float outlier columns "
-         "at |x|>=6); only the arithmetic order / precision differs"),
+         "same int8 weight grid (per-row absmax/127) and outlier threshold 6; bitsandbytes 0.50's CPU path behaves "
+         "close to weight-only int8 (tests/classical/test_export.py), ours quantizes activations per token, so the "
+         "two differ by at most the activation-quantization loss (~1% here) and 0.5% is a tight check"),
         ("SmoothQuant W8A8", "torchao SmoothQuant W8A8", 0.02,
          "same alpha and W8A8 scheme; torchao smooths each layer with its own weight maximum (ours: shared by the "
          "layers reading one input, as the paper), calibrates on one float pass and rounds its int8 range differently"),
@@ -199,6 +210,7 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total) -> None:
     }
     if getattr(a, "merged_from", None):
         setup["earlier rows from"] = a.merged_from
+    setup.update(setup_override or {})
     notes = [
         "Speed column: 'simulated' rows dequantize packed weights in every forward (exact accuracy of the stored "
         "format, no low-bit kernel: their latency is not a claim about real low-bit speed); 'real-kernel' rows run "
@@ -211,7 +223,7 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total) -> None:
         "The machine is shared (2 cores): latencies are noisy; compare rows of one run as ratios.",
     ]
     write_results(a.out, title="Quantization of SmolLM2-135M on WikiText-2", setup=setup, suite=suite,
-                  targets=targets, agreement=agreement, backends=backends, notes=notes)
+                  targets=targets, agreement=agreement, backends=backends, notes=notes, machine=machine)
 
 
 if __name__ == "__main__":
