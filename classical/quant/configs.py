@@ -99,6 +99,11 @@ class SmoothQuant(CompressionConfig):
     ``s_j = max|X_j|^alpha / max|W_j|^(1-alpha)`` (Eq. 4), then W8A8: per-channel int8 weights and
     dynamic per-token int8 activations.
 
+    Every group of layers reading one input is smoothed with one shared scale, kept as the layers'
+    explicit input scale. The paper folds ``1/s`` into the preceding LayerNorm, which is why it smooths
+    only the QKV and FC1 inputs; without that constraint (and without knowing the architecture) the
+    output projections are smoothed too.
+
     Args:
         alpha: migration strength in [0, 1] (0.5 in the paper for most models).
         bits: weight and activation bits (8).
@@ -156,6 +161,9 @@ class GPTQ(CompressionConfig):
 class AWQ(CompressionConfig):
     """AWQ (Lin et al. 2023): per-input-channel scales ``s = mean|x|^r`` searched over a grid of ``r``
     (Sec. 3.2, Eq. 5) for every group of layers sharing an input, then a per-group weight clipping search.
+    The searches measure the error on the group's own outputs (the reference uses the enclosing attention
+    or MLP module, which needs architecture knowledge), and every layer is clipped (the reference skips
+    q/k). The scale is kept as the layers' explicit input scale instead of being folded into a norm.
 
     Args:
         bits: 2 to 8.
