@@ -105,7 +105,7 @@ def main() -> None:
     if cuda:
         g64 = PerGroup(64)
         entries += [
-            Entry("RTN W4 g128 -> torchao int4 weight-only", [RTN(4, group_size=64, symmetric=False)],
+            Entry("RTN W4 g64 -> torchao int4 weight-only", [RTN(4, group_size=64, symmetric=False)],
                   post=lambda m: export_torchao(m, "int4_weight_only", group_size=64, inplace=True), note="real kernel, g64"),
             Entry("AWQ W4 g64", [AWQ(4, granularity=g64, search_rows=a.awq_rows)], small),
             Entry("torchao AWQ W4 g64", [], small, build=lambda m, c: torchao_awq(m, c, bits=4, group_size=64, device=dev)),
