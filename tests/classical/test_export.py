@@ -10,6 +10,7 @@ from qlite.classical.export import probe_backends
 
 
 def snr_db(ref, test):
+    ref, test = ref.detach(), test.detach()
     return float(10 * torch.log10(ref.pow(2).sum() / (ref - test).pow(2).sum()))
 
 

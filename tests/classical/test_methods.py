@@ -13,6 +13,7 @@ from qlite.classical.quant.primitives import fake_quantize, quantize_per_token
 
 
 def snr_db(ref, test):
+    ref, test = ref.detach(), test.detach()
     return float(10 * torch.log10(ref.pow(2).sum() / (ref - test).pow(2).sum()))
 
 
