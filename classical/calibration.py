@@ -278,8 +278,12 @@ def run_blockwise(
     *,
     device=None,
     offload: bool = False,
+    sequential: bool = False,
 ) -> None:
     """Drive the prepare -> feed -> convert loop over ``blocks`` (see the module docstring).
+
+    With ``sequential`` each group inside a block is observed only after the groups called before it
+    were converted (GPTQ's "true sequential" option: one block pass per group instead of one per block).
 
     Args:
         targets: qualified name -> linear layer of every layer to compress.
@@ -301,11 +305,18 @@ def run_blockwise(
             block.to(device)
         if inside:
             groups = input_groups(block, inside, *inputs[0])
-            observers = [make_observer(g, total) for g in groups]
-            if any(o is not None for o in observers):
-                observe(block, groups, observers, inputs)
-            for g, obs in zip(groups, observers):
-                convert(g, obs)
+            if sequential:
+                for g in groups:
+                    obs = make_observer(g, total)
+                    if obs is not None:
+                        observe(block, [g], [obs], inputs)
+                    convert(g, obs)
+            else:
+                observers = [make_observer(g, total) for g in groups]
+                if any(o is not None for o in observers):
+                    observe(block, groups, observers, inputs)
+                for g, obs in zip(groups, observers):
+                    convert(g, obs)
             done.update(inside)
             if blocks.container is not None:
                 block = blocks.container[i]  # the block itself may have been a target and been replaced

@@ -174,6 +174,7 @@ class LinearTransform(Transform):
             do_group,
             device=ctx.device,
             offload=ctx.offload,
+            sequential=bool(getattr(self.config, "true_sequential", False)),
         )
         return records
 

@@ -93,6 +93,10 @@ def main() -> None:
         Entry("GPTQ W3 g128", [GPTQ(3, granularity=g128)], wiki, note="act_order, damp 0.01, asymmetric"),
         Entry("AWQ W4 g128", [AWQ(4, granularity=g128, search_rows=a.awq_rows)], wiki, note="asymmetric"),
         Entry("AWQ W3 g128", [AWQ(3, granularity=g128, search_rows=a.awq_rows)], wiki, note="asymmetric"),
+        Entry("GPTQ W4 g128 (true-sequential)", [GPTQ(4, granularity=g128, true_sequential=True)], wiki,
+              note="the reference's --act-order --true-sequential"),
+        Entry("GPTQ W3 g128 (true-sequential)", [GPTQ(3, granularity=g128, true_sequential=True)], wiki,
+              note="the reference's --act-order --true-sequential"),
         # Real kernels.
         Entry("RTN W8 -> torchao int8 weight-only", [RTN(8)], post=lambda m: export_torchao(m, "int8_weight_only", inplace=True),
               note="real kernel"),

@@ -133,6 +133,8 @@ class GPTQ(CompressionConfig):
         symmetric: symmetric grid (else asymmetric with zero points, the reference default).
         block_size: columns per lazy batch update (Sec. 4, "Lazy Batch-Updates"; 128 in the paper).
         static_groups: with act_order, fix each contiguous group's scale up front (no group index).
+        true_sequential: inside a block, calibrate each group of layers on the outputs of the groups
+            before it already quantized (the reference's ``--true-sequential``; one block pass per group).
     """
 
     needs_calibration: ClassVar[bool] = True
@@ -143,6 +145,7 @@ class GPTQ(CompressionConfig):
     symmetric: bool = False
     block_size: int = 128
     static_groups: bool = False
+    true_sequential: bool = False
     granularity: Granularity | None = None
 
     def __post_init__(self):

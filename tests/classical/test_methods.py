@@ -191,3 +191,33 @@ def test_llm_int8_keeps_float_weights_for_calibrated_outlier_dimensions():
     torch.testing.assert_close(q(only), expect, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="needs calibration data"):
         compress(nn.Sequential(lin), LLMInt8(keep_outlier_weights=True))
+
+
+class _TwoLayerBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(32, 32, bias=False)
+        self.b = nn.Linear(32, 32, bias=False)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+def test_gptq_true_sequential_observes_later_layers_after_earlier_ones_are_quantized():
+    from qlite.classical.quant.gptq import gptq_quantize
+
+    torch.manual_seed(0)
+    net = nn.Sequential(_TwoLayerBlock(), _TwoLayerBlock())
+    calib = [_correlated(64, 32, s) for s in range(2)]
+    X = torch.cat(calib)
+    H = lambda Z: 2 * Z.t() @ Z / Z.shape[0]  # noqa: E731
+    kw = dict(bits=4, group_size=8, symmetric=False, act_order=False)
+    seq = compress(net, GPTQ(4, group_size=8, act_order=False, true_sequential=True), calib=calib).model
+    one = compress(net, GPTQ(4, group_size=8, act_order=False), calib=calib).model
+    qa = gptq_quantize(net[0].a.weight, H(X), **kw)["dequantized"]
+    # b's Hessian: from the quantized a (true sequential) or the float a (one pass per block).
+    b_seq = gptq_quantize(net[0].b.weight, H(torch.tanh(X @ qa.t())), **kw)["dequantized"]
+    b_one = gptq_quantize(net[0].b.weight, H(torch.tanh(X @ net[0].a.weight.t())), **kw)["dequantized"]
+    torch.testing.assert_close(seq[0].b.dequantized_weight(), b_seq, atol=1e-4, rtol=0)
+    torch.testing.assert_close(one[0].b.dequantized_weight(), b_one, atol=1e-4, rtol=0)
+    assert not torch.allclose(b_seq, b_one, atol=1e-4)
