@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="latency repeats (median)")
     p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
     p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 too, unless --merge)")
+    p.add_argument("--note", action="append", default=[], help="a line added to the notes of the results")
     p.add_argument("--report-only", action="store_true", help="rewrite the .md/.json from the existing .json rows "
                    "(no model is loaded)")
     p.add_argument("--merge", action="store_true", help="add the rows of this run to the existing results file "
@@ -210,7 +211,7 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total, setup_over
         "torch threads": torch.get_num_threads(),
         "rows": f"{done} of {total} entries" + ("" if final else " (run in progress: partial results)"),
         "command": "python experiments/quantization.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False, "") and k not in ("out", "merged_from")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False, "", []) and k not in ("out", "merged_from", "note", "report_only")),
     }
     if getattr(a, "merged_from", None):
         setup["earlier rows from"] = a.merged_from
@@ -225,6 +226,7 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total, setup_over
         "on a 4-bit grid; re-quantizing at g128 is still lossy but easier than for a true float checkpoint.",
         "lm_head (tied to the embedding) and the embedding stay float32 in every method; bytes count everything stored.",
         "The machine is shared (2 cores): latencies are noisy; compare rows of one run as ratios.",
+        *a.note,
     ]
     write_results(a.out, title="Quantization of SmolLM2-135M on WikiText-2", setup=setup, suite=suite,
                   targets=targets, agreement=agreement, backends=backends, notes=notes, machine=machine)
