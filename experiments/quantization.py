@@ -42,6 +42,8 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
     p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 too, unless --merge)")
     p.add_argument("--note", action="append", default=[], help="a line added to the notes of the results")
+    p.add_argument("--merge-from", action="append", default=[], help="with --report-only: results JSON files whose "
+                   "rows are added (same labels replaced); for rows run in parallel processes")
     p.add_argument("--report-only", action="store_true", help="rewrite the .md/.json from the existing .json rows "
                    "(no model is loaded)")
     p.add_argument("--merge", action="store_true", help="add the rows of this run to the existing results file "
@@ -59,9 +61,14 @@ def main() -> None:
         old = json.loads(Path(a.out).with_suffix(".json").read_text())
         suite = Suite(old["rows"], old["failures"])
         keep = {k: v for k, v in old["setup"].items() if k not in ("rows",)}
-        publish(a, suite, {}, old["backends"], cuda, "partial" not in old["setup"]["rows"],
-                len(suite.rows) + len(suite.failures), int(old["setup"]["rows"].split(" of ")[1].split()[0]),
-                setup_override=keep, machine=old["machine"])
+        for i, path in enumerate(a.merge_from):
+            other = json.loads(Path(path).read_text())
+            labels = {r["label"] for r in other["rows"]} | {f["label"] for f in other["failures"]}
+            suite.rows = [r for r in suite.rows if r["label"] not in labels] + other["rows"]
+            suite.failures = [f for f in suite.failures if f["label"] not in labels] + other["failures"]
+            keep[f"rows {', '.join(sorted(labels))} from"] = other["setup"].get("command")
+        total = len(suite.rows) + len(suite.failures)
+        publish(a, suite, {}, old["backends"], cuda, True, total, total, setup_override=keep, machine=old["machine"])
         return
 
     model, tok = load_causal_lm(a.model, device=a.device)
@@ -211,7 +218,7 @@ def publish(a, suite, calib_sets, backends, cuda, final, done, total, setup_over
         "torch threads": torch.get_num_threads(),
         "rows": f"{done} of {total} entries" + ("" if final else " (run in progress: partial results)"),
         "command": "python experiments/quantization.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False, "", []) and k not in ("out", "merged_from", "note", "report_only")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False, "", []) and k not in ("out", "merged_from", "note", "report_only", "merge_from")),
     }
     if getattr(a, "merged_from", None):
         setup["earlier rows from"] = a.merged_from
