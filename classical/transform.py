@@ -73,17 +73,30 @@ class LayerRecord:
         return d
 
 
+def _plain_tensors(t: torch.Tensor):
+    """The plain tensors holding a tensor's data: itself, or the inner tensors of a wrapper subclass
+    (torchao's quantized tensors, via ``__tensor_flatten__``)."""
+    if type(t) in (torch.Tensor, nn.Parameter) or not hasattr(t, "__tensor_flatten__"):
+        yield t
+        return
+    names, _ = t.__tensor_flatten__()
+    for n in names:
+        yield from _plain_tensors(getattr(t, n))
+
+
 def state_bytes(module: nn.Module) -> int:
-    """Bytes of a module's state_dict tensors, each storage counted once (tied weights)."""
+    """Bytes of a module's state_dict tensors, each storage counted once (tied weights); wrapper
+    tensor subclasses (torchao) count the tensors they hold."""
     seen, total = set(), 0
     for t in module.state_dict().values():
         if not isinstance(t, torch.Tensor):
             continue
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel())
-        if key in seen:
-            continue
-        seen.add(key)
-        total += t.numel() * t.element_size()
+        for p in _plain_tensors(t):
+            key = (p.untyped_storage().data_ptr(), p.storage_offset(), p.numel(), p.dtype)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += p.numel() * p.element_size()
     return total
 
 

@@ -42,6 +42,10 @@ def test_torchao_int8_export_matches_our_w8(backends):
     ours = compress(net, RTN(8)).model
     real = export_torchao(ours, "int8_weight_only")
     assert kernel_label(real) == "real-kernel"
+    from qlite.classical.transform import state_bytes
+
+    # torchao's int8 tensors are counted by what they hold: about a quarter of float32.
+    assert state_bytes(real) < 0.3 * state_bytes(net)
     # torchao re-derives its own int8 scales from our int8 weights (its rounding convention differs
     # slightly: about 48 dB apart here), far closer than a broken export (wrong layout: ~0 dB).
     with torch.no_grad():
