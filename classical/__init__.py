@@ -1,1 +1,35 @@
-"""qlite.classical"""
+"""qlite.classical: compression toolkit for any torch model.
+
+``compress(model, [GPTQ(bits=4, group_size=128)], calib=...)`` applies a recipe of configs;
+``evaluate(model, tokens, ...)`` measures perplexity, bytes and latency with one fixed protocol.
+Importing this package imports torch only; transformers, torchao and bitsandbytes load lazily.
+"""
+
+from .blocks import Blocks, find_blocks, linear_layers
+from .compress import CompressionReport, CompressionResult, compress
+from .config import CompressionConfig, recipe_from_json, recipe_to_json
+from .granularity import PerChannel, PerGroup, PerTensor
+from .quant import AWQ, GPTQ, RTN, AngleQuant, LLMInt8, QuantizedLinear, SmoothQuant
+from .transform import LayerRecord, LinearTransform, Transform, state_bytes, transform_for
+
+
+def __getattr__(name):
+    # The evaluation harness and the model loader import lazily (they pull in optional packages).
+    if name in ("evaluate", "EvalResult", "perplexity", "measure_latency", "corpus_tokens",
+                "calibration_segments", "split_halves", "results_markdown", "machine_info", "kernel_label"):
+        from . import evaluation as _ev
+
+        return getattr(_ev, name)
+    if name in ("load_causal_lm", "smollm2_gguf_path"):
+        from . import models as _m
+
+        return getattr(_m, name)
+    raise AttributeError(f"module 'qlite.classical' has no attribute {name!r}")
+
+
+__all__ = [
+    "compress", "CompressionReport", "CompressionResult", "CompressionConfig", "recipe_from_json",
+    "recipe_to_json", "PerChannel", "PerGroup", "PerTensor", "RTN", "LLMInt8", "SmoothQuant", "GPTQ", "AWQ",
+    "AngleQuant", "QuantizedLinear", "Blocks", "find_blocks", "linear_layers", "LayerRecord", "LinearTransform",
+    "Transform", "state_bytes", "transform_for", "evaluate", "load_causal_lm", "smollm2_gguf_path",
+]

@@ -1,0 +1,180 @@
+"""Run a list of recipes against one model with the fixed evaluation protocol, check targets, and
+write the JSON + Markdown results (used by ``experiments/quantization.py``)."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .compress import compress
+from .config import CompressionConfig
+from .evaluation import evaluate, machine_info, results_markdown, write_json
+from .transform import state_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Entry:
+    """One row: a label, a recipe (empty: the uncompressed model), the calibration set it uses, and an
+    optional post-step turning the compressed model into a real-kernel one (e.g. a torchao export)."""
+
+    label: str
+    recipe: list[CompressionConfig]
+    calib: str | None = None
+    post: Callable[[nn.Module], nn.Module] | None = None
+    build: Callable[[nn.Module, list | None], nn.Module] | None = None  # a reference library's own pipeline
+    note: str = ""
+
+
+@dataclass
+class Suite:
+    rows: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+
+
+def run_suite(model: nn.Module, entries: list[Entry], calib_sets: dict[str, list], tokens: torch.Tensor, *,
+              eval_kw: dict, device=None, offload: bool = False, on_row: Callable[["Suite"], None] | None = None) -> Suite:
+    """Compress (a copy of) ``model`` with each entry and evaluate it; a failing entry is recorded with
+    its error instead of stopping the run. ``on_row(suite)`` is called after every entry (e.g. to write
+    partial results)."""
+    suite = Suite()
+    ref_bytes = state_bytes(model)
+    for e in entries:
+        log.info("=== %s", e.label)
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            calib = calib_sets.get(e.calib) if e.calib else None
+            report = None
+            if e.build is not None:
+                m = e.build(model, calib)
+            elif e.recipe:
+                res = compress(model, e.recipe, calib, device=device, offload=offload)
+                m, report = res.model, res.report
+            else:
+                m = model
+            seconds = time.perf_counter() - t0
+            cpu_seconds = time.process_time() - c0  # CPU time of this process: robust to a shared machine
+            if e.post is not None:
+                m = e.post(m)
+            r = evaluate(m, tokens, label=e.label, reference_bytes=ref_bytes, **eval_kw).to_dict()
+            r["compress_seconds"] = seconds
+            r["compress_cpu_seconds"] = cpu_seconds
+            r["recipe"] = [c.to_dict() for c in e.recipe]
+            r["calib"] = e.calib
+            r["note"] = e.note
+            if report is not None:
+                errs = [x.output_rel_error for x in report.layers if x.output_rel_error is not None]
+                r["mean_layer_output_rel_error"] = sum(errs) / len(errs) if errs else None
+            suite.rows.append(r)
+            log.info("%s: ppl %.3f, %d bytes, %.1fs compress", e.label, r["perplexity"], r["bytes"], seconds)
+        except Exception as ex:  # record and go on: one backend failing must not lose the run
+            log.warning("%s failed: %s", e.label, ex)
+            suite.failures.append({"label": e.label, "error": f"{type(ex).__name__}: {ex}"[:400]})
+        finally:
+            m = None
+            gc.collect()
+        if on_row is not None:
+            on_row(suite)
+    return suite
+
+
+def _row(rows, label):
+    return next((r for r in rows if r["label"] == label), None)
+
+
+def check_targets(rows: list[dict], targets: list[tuple]) -> list[dict]:
+    """Evaluate targets of the form ``(name, method, baseline, kind, limit)``:
+
+    * ``kind="increase_ratio"``: ``(ppl(method) - ppl(FP32)) / (ppl(baseline) - ppl(FP32)) <= limit``;
+    * ``kind="relative"``: ``ppl(method) / ppl(FP32) - 1 <= limit``;
+    * ``kind="worse_than"``: ``ppl(baseline) > ppl(method)`` (e.g. naive W8A8 worse than SmoothQuant).
+    """
+    fp = _row(rows, "FP32")
+    out = []
+    for name, method, baseline, kind, limit in targets:
+        m, b = _row(rows, method), _row(rows, baseline) if baseline else None
+        if fp is None or m is None or (baseline and b is None):
+            out.append({"target": name, "value": None, "limit": limit, "met": None, "detail": "row missing"})
+            continue
+        if kind == "increase_ratio":
+            inc_m, inc_b = m["perplexity"] - fp["perplexity"], b["perplexity"] - fp["perplexity"]
+            v = inc_m / inc_b if inc_b > 0 else float("inf")
+            detail = f"+{inc_m:.3f} vs +{inc_b:.3f}"
+            met = v <= limit
+        elif kind == "relative":
+            v = m["perplexity"] / fp["perplexity"] - 1
+            detail = f"{m['perplexity']:.3f} vs {fp['perplexity']:.3f}"
+            met = v <= limit
+        else:
+            v = b["perplexity"] - m["perplexity"]
+            detail = f"{baseline} {b['perplexity']:.3f} vs {method} {m['perplexity']:.3f}"
+            met = v > 0
+        out.append({"target": name, "value": v, "limit": limit, "met": met, "detail": detail})
+    return out
+
+
+def check_agreement(rows: list[dict], pairs: list[tuple]) -> list[dict]:
+    """Cross-checks ``(ours, theirs, tolerance, why)``: ``|ppl_ours / ppl_theirs - 1| <= tolerance``."""
+    out = []
+    for ours, theirs, tol, why in pairs:
+        a, b = _row(rows, ours), _row(rows, theirs)
+        if a is None or b is None:
+            out.append({"ours": ours, "theirs": theirs, "tolerance": tol, "value": None, "met": None, "why": why,
+                        "detail": "did not run here (see failures)"})
+            continue
+        v = abs(a["perplexity"] / b["perplexity"] - 1)
+        out.append({"ours": ours, "theirs": theirs, "tolerance": tol, "value": v, "met": v <= tol, "why": why,
+                    "detail": f"{a['perplexity']:.3f} vs {b['perplexity']:.3f}"})
+    return out
+
+
+def write_results(stem: str | Path, *, title: str, setup: dict, suite: Suite, targets: list[dict],
+                  agreement: list[dict], backends: dict, notes: list[str], extra: dict | None = None,
+                  machine: dict | None = None) -> None:
+    """Write ``stem.json`` and ``stem.md`` (``machine``: the record of where the rows were measured;
+    default: this machine, now)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    meta = machine or machine_info()
+    payload = {"title": title, "machine": meta, "setup": setup, "rows": suite.rows, "failures": suite.failures,
+               "targets": targets, "crosschecks": agreement, "backends": backends, "notes": notes, **(extra or {})}
+    write_json(stem.with_suffix(".json"), payload)
+    L = [f"# {title}", "", f"Measured {meta['date']} on {meta['cpu']} ({meta['cpu_count']} cores, "
+         f"{meta['torch_threads']} torch threads)" + (f", GPU {meta['cuda_device']}" if meta["cuda_device"] else ", no GPU")
+         + f"; torch {meta['torch']}, transformers {meta['transformers']}, torchao {meta['torchao']}, "
+         f"bitsandbytes {meta['bitsandbytes']}.", "", "## Setup", ""]
+    L += [f"- {k}: {v}" for k, v in setup.items()]
+    L += ["", "## Results", "", results_markdown(suite.rows, reference="FP32"), ""]
+    L += ["Compression time (wall clock, and CPU time of the process) and calibration per row:", "",
+          "| method | calibration | compress s | compress CPU s | mean layer output rel. err | note |", "|---|---|---:|---:|---:|---|"]
+    for r in suite.rows:
+        me = r.get("mean_layer_output_rel_error")
+        cpu = r.get("compress_cpu_seconds")
+        L.append(f"| {r['label']} | {r['calib'] or '-'} | {r['compress_seconds']:.1f} | {'' if cpu is None else f'{cpu:.1f}'} | "
+                 f"{'' if me is None else f'{me:.4g}'} | {r['note']} |")
+    L += ["", "## Targets (issue 5)", "", "| target | value | limit | met | detail |", "|---|---:|---:|---|---|"]
+    for t in targets:
+        v = "" if t["value"] is None else f"{t['value']:.3f}"
+        L.append(f"| {t['target']} | {v} | {t['limit']} | {t['met']} | {t['detail']} |")
+    L += ["", "## Cross-checks against the reference libraries", "", "| ours | theirs | abs. rel. ppl diff | tolerance | met | detail | why this tolerance |", "|---|---|---:|---:|---|---|---|"]
+    for a in agreement:
+        v = "" if a["value"] is None else f"{a['value']:.4f}"
+        L.append(f"| {a['ours']} | {a['theirs']} | {v} | {a['tolerance']} | {a['met']} | {a['detail']} | {a['why']} |")
+    L += ["", "## Real-kernel backends on this machine", ""] + [f"- {k}: {v}" for k, v in backends.items()]
+    if suite.failures:
+        L += ["", "## Rows that did not run here", ""] + [f"- {f['label']}: {f['error']}" for f in suite.failures]
+    if extra:
+        for k, v in extra.items():
+            L += ["", f"## {k}", "", "```", json.dumps(v, indent=1, default=str), "```"]
+    L += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    stem.with_suffix(".md").write_text("\n".join(L) + "\n")

@@ -1,0 +1,149 @@
+"""``compress(model, recipe, calib)``: the one entry point of the compression toolkit."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import CompressionConfig
+from .transform import Context, LayerRecord, state_bytes, transform_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressionReport:
+    """What ``compress`` did: the recipe, one record per changed layer, sizes and timings.
+    ``evaluation`` is filled by callers that evaluate the result (see :func:`qlite.classical.evaluate`)."""
+
+    recipe: list[dict]
+    layers: list[LayerRecord]
+    bytes_before: int
+    bytes_after: int
+    seconds: dict[str, float]
+    calib_items: int
+    evaluation: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes_before / max(self.bytes_after, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "compression_ratio": self.ratio,
+            "seconds": self.seconds,
+            "calib_items": self.calib_items,
+            "layers": [r.to_dict() for r in self.layers],
+            "evaluation": self.evaluation,
+            "notes": self.notes,
+        }
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"recipe: {', '.join(r['type'] for r in self.recipe)}; bytes {self.bytes_before:,} -> "
+            f"{self.bytes_after:,} (x{self.ratio:.2f}); time "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
+            "",
+            "| layer | method | shape | bytes before | bytes after | weight rel. err | output rel. err |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for r in self.layers:
+            we = "" if r.weight_rel_error is None else f"{r.weight_rel_error:.3g}"
+            oe = "" if r.output_rel_error is None else f"{r.output_rel_error:.3g}"
+            lines.append(
+                f"| {r.name} | {r.method} | {'x'.join(map(str, r.shape))} | {r.bytes_before:,} | {r.bytes_after:,} | {we} | {oe} |"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class CompressionResult:
+    model: nn.Module
+    report: CompressionReport
+
+
+def compress(
+    model: nn.Module,
+    recipe: CompressionConfig | list[CompressionConfig],
+    calib: list | None = None,
+    inplace: bool = False,
+    *,
+    device: torch.device | str | None = None,
+    offload: bool = False,
+    seed: int = 0,
+) -> CompressionResult:
+    """Apply the configs of ``recipe`` to ``model`` in order.
+
+    Args:
+        model: any ``torch.nn.Module`` (Hugging Face Llama / GPT-2 / BERT, a plain ``nn.Sequential``...).
+        recipe: a config or a list of configs, e.g. ``[GPTQ(bits=4, group_size=128)]``.
+        calib: calibration inputs, each fed as ``model(x)`` (a tensor such as ``(1, seqlen)`` token ids) or
+            ``model(**x)`` (a dict). Required by methods whose ``needs_calibration`` is true.
+        inplace: modify ``model`` itself; otherwise a deep copy is compressed and ``model`` is untouched.
+        device: where calibration computes (default: where the model is).
+        offload: keep only the block being calibrated on ``device`` (the rest stays where it is).
+        seed: seeds the sampling done by calibrated methods.
+
+    Returns:
+        :class:`CompressionResult` with ``.model`` and ``.report``.
+
+    Raises:
+        TypeError: a recipe item is not a config. ValueError: calibration data missing or empty, a layer
+        the method cannot handle (named in the message, with the fix), no layers to compress.
+
+    Example:
+        >>> from torch import nn
+        >>> from qlite.classical import compress, RTN
+        >>> net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
+        >>> res = compress(net, [RTN(bits=4, group_size=32)])
+        >>> res.report.ratio > 3
+        True
+    """
+    items = [recipe] if isinstance(recipe, CompressionConfig) else list(recipe)
+    if not items:
+        raise ValueError("recipe is empty; give at least one config such as RTN(bits=8)")
+    for c in items:
+        if not isinstance(c, CompressionConfig):
+            raise TypeError(f"recipe items must be compression configs such as RTN(bits=4), got {c!r}")
+    if calib is not None and not isinstance(calib, (list, tuple)):
+        raise TypeError(f"calib must be a list of model inputs, got {type(calib).__name__}")
+    needs = [c.name for c in items if c.requires_calibration]
+    if needs and not calib:
+        raise ValueError(
+            f"{', '.join(needs)} needs calibration data: pass calib=[...] (model inputs, e.g. a list of "
+            "(1, seqlen) token-id tensors)"
+        )
+    target = model if inplace else copy.deepcopy(model)
+    was_training = target.training
+    target.eval()
+    before = state_bytes(target)
+    ctx = Context(device=device, offload=offload, seed=seed)
+    records: list[LayerRecord] = []
+    seconds: dict[str, float] = {}
+    try:
+        for c in items:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                records += transform_of(c).run(target, list(calib) if calib else None, ctx)
+            seconds[c.name] = time.perf_counter() - t0
+            log.info("%s done in %.1fs", c.name, seconds[c.name])
+    finally:
+        target.train(was_training)
+    report = CompressionReport(
+        [c.to_dict() for c in items], records, before, state_bytes(target), seconds, len(calib) if calib else 0
+    )
+    return CompressionResult(target, report)

@@ -1,0 +1,314 @@
+"""The evaluation harness: one fixed protocol for perplexity, size and speed.
+
+Perplexity follows the standard protocol of GPTQ / AWQ / SmoothQuant evaluations: the texts are joined
+with blank lines (``"\\n\\n"``), tokenised once, cut into non-overlapping windows of ``seqlen`` tokens,
+and ``ppl = exp(mean NLL)`` over every next-token prediction inside the windows. ``seqlen`` and the
+number of windows are arguments and are recorded with the result.
+
+Speed: prefill latency (one forward of a ``prompt_len`` prompt, batch 1), per-token decode latency with
+the model's KV cache (greedy, ``decode_tokens`` steps) and the derived throughputs; median of
+``repeats`` runs after one warm-up. Every figure carries ``kernel``: ``dense`` (plain float layers),
+``real-kernel`` (torchao / bitsandbytes low-bit layers) or ``simulated`` (qlite's dequantize-on-the-fly
+layers: their accuracy is exact for the stored format, their speed says nothing about a real kernel).
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .transform import state_bytes
+
+log = logging.getLogger(__name__)
+
+
+def split_halves(text: str) -> tuple[str, str]:
+    """First and second half of a text file's rows (calibration from the first, evaluation from the
+    second, so the two never overlap)."""
+    rows = text.split("\n")
+    h = len(rows) // 2
+    return "\n".join(rows[:h]), "\n".join(rows[h:])
+
+
+def corpus_tokens(texts: str | list[str], tokenizer) -> torch.Tensor:
+    """``(n,)`` token ids of ``texts`` joined with blank lines, tokenised once (no special tokens added)."""
+    joined = texts if isinstance(texts, str) else "\n\n".join(texts)
+    ids = tokenizer(joined, add_special_tokens=False, return_tensors="pt").input_ids
+    return ids.reshape(-1)
+
+
+def calibration_segments(tokens: torch.Tensor, n: int, seqlen: int, seed: int = 0) -> list[torch.Tensor]:
+    """``n`` random ``(1, seqlen)`` windows of ``tokens`` (uniform start offsets, fixed seed), as GPTQ
+    draws its calibration set."""
+    if tokens.numel() <= seqlen:
+        raise ValueError(f"need more than seqlen={seqlen} tokens for calibration, got {tokens.numel()}")
+    g = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, tokens.numel() - seqlen, (n,), generator=g)
+    return [tokens[s : s + seqlen].reshape(1, seqlen).clone() for s in starts.tolist()]
+
+
+def _logits(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "logits"):
+        return out.logits
+    return out[0]
+
+
+def _device(model: nn.Module):
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def perplexity(model: nn.Module, tokens: torch.Tensor, *, seqlen: int = 512, n_windows: int | None = None, batch_size: int = 1) -> dict:
+    """Perplexity over non-overlapping ``seqlen`` windows of ``tokens`` (``n_windows=None``: all whole windows)."""
+    total = tokens.numel() // seqlen
+    if total == 0:
+        raise ValueError(f"{tokens.numel()} tokens do not fill one window of seqlen={seqlen}")
+    n = total if n_windows is None else n_windows
+    if not 1 <= n <= total:
+        raise ValueError(f"n_windows={n_windows} but the tokens hold {total} windows of {seqlen}")
+    dev = _device(model)
+    windows = tokens[: n * seqlen].reshape(n, seqlen)
+    nll_sum, count = 0.0, 0
+    for b in range(0, n, batch_size):
+        x = windows[b : b + batch_size].to(dev)
+        logits = _logits(model(x)).float()  # (B, T, V)
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum"
+        )
+        nll_sum += float(nll)
+        count += x[:, 1:].numel()
+    mean = nll_sum / count
+    return {"perplexity": math.exp(mean), "nll": mean, "seqlen": seqlen, "n_windows": n, "n_tokens": count,
+            "windows_available": total}
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _cache_arg(model: nn.Module) -> str | None:
+    """Name of the KV-cache argument of ``model.forward`` (``past_key_values``, or ``cache`` in
+    transformers >= 5.2x), or ``None`` when the model takes no cache."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((n for n in ("past_key_values", "cache") if n in params), None)
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, prompt: torch.Tensor, *, decode_tokens: int = 32, repeats: int = 3) -> dict:
+    """Prefill and per-token decode latency for a ``(1, prompt_len)`` prompt (median of ``repeats``).
+    Decoding reuses the model's KV cache when its forward takes one; otherwise each step recomputes
+    the whole sequence (recorded as ``kv_cache: false``)."""
+    dev = _device(model)
+    prompt = prompt.to(dev)
+    cache = _cache_arg(model)
+
+    def prefill():
+        _sync(dev)
+        t0 = time.perf_counter()
+        out = model(prompt, use_cache=True) if cache else model(prompt)
+        _sync(dev)
+        return time.perf_counter() - t0, out
+
+    def decode(out):
+        nxt = _logits(out)[:, -1:].argmax(-1)
+        seq = prompt
+        past = getattr(out, cache) if cache else None
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(decode_tokens):
+            if cache:
+                out = model(nxt, use_cache=True, **{cache: past})
+                past = getattr(out, cache)
+            else:
+                seq = torch.cat([seq, nxt], dim=1)
+                out = model(seq)
+            nxt = _logits(out)[:, -1:].argmax(-1)
+        _sync(dev)
+        return (time.perf_counter() - t0) / decode_tokens
+
+    prefill()  # warm-up
+    pre, dec = [], []
+    for _ in range(repeats):
+        t, out = prefill()
+        pre.append(t)
+        dec.append(decode(out))
+    p, d = statistics.median(pre), statistics.median(dec)
+    return {
+        "prefill_ms": 1e3 * p,
+        "prefill_tokens_per_s": prompt.shape[1] / p,
+        "decode_ms_per_token": 1e3 * d,
+        "decode_tokens_per_s": 1.0 / d,
+        "prompt_len": prompt.shape[1],
+        "decode_tokens": decode_tokens,
+        "repeats": repeats,
+        "kv_cache": cache is not None,
+    }
+
+
+def kernel_label(model: nn.Module) -> str:
+    """``simulated`` if any layer dequantizes on the fly, ``real-kernel`` if any layer runs a torchao or
+    bitsandbytes low-bit kernel, else ``dense``."""
+    sim = real = False
+    for m in model.modules():
+        k = getattr(m, "kernel", None)
+        if k == "simulated":
+            sim = True
+        mod = type(m).__module__
+        if mod.startswith("bitsandbytes"):
+            real = True
+        w = getattr(m, "weight", None)
+        if w is not None and type(w).__module__.startswith("torchao"):
+            real = True
+    if sim and real:
+        return "mixed (real-kernel + simulated)"
+    return "simulated" if sim else "real-kernel" if real else "dense"
+
+
+@dataclass
+class EvalResult:
+    """One evaluated model. Sizes in bytes as stored (state_dict, tied tensors once)."""
+
+    label: str
+    perplexity: float
+    nll: float
+    seqlen: int
+    n_windows: int
+    n_tokens: int
+    bytes: int
+    reference_bytes: int | None
+    compression_ratio: float | None
+    latency: dict
+    kernel: str
+    device: str
+    seed: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    *,
+    label: str = "model",
+    seqlen: int = 512,
+    n_windows: int | None = None,
+    batch_size: int = 1,
+    prompt_len: int = 128,
+    decode_tokens: int = 32,
+    repeats: int = 3,
+    reference_bytes: int | None = None,
+    seed: int = 0,
+    latency: bool = True,
+) -> EvalResult:
+    """Evaluate a causal LM with the fixed protocol (module docstring).
+
+    Args:
+        model: a causal LM returning logits ``(B, T, V)`` (or an object with ``.logits``).
+        tokens: ``(n,)`` token ids of the evaluation text (see :func:`corpus_tokens`); the latency prompt is
+            its first ``prompt_len`` tokens.
+        reference_bytes: bytes of the uncompressed model, for the compression ratio.
+    Returns:
+        :class:`EvalResult`.
+
+    Example:
+        >>> r = evaluate(model, tokens, label="fp32", seqlen=512, n_windows=40)  # doctest: +SKIP
+    """
+    torch.manual_seed(seed)
+    model.eval()
+    t0 = time.perf_counter()
+    ppl = perplexity(model, tokens, seqlen=seqlen, n_windows=n_windows, batch_size=batch_size)
+    lat = measure_latency(model, tokens[:prompt_len].reshape(1, -1), decode_tokens=decode_tokens, repeats=repeats) if latency else {}
+    size = state_bytes(model)
+    return EvalResult(
+        label=label,
+        perplexity=ppl["perplexity"],
+        nll=ppl["nll"],
+        seqlen=seqlen,
+        n_windows=ppl["n_windows"],
+        n_tokens=ppl["n_tokens"],
+        bytes=size,
+        reference_bytes=reference_bytes,
+        compression_ratio=None if reference_bytes is None else reference_bytes / size,
+        latency=lat,
+        kernel=kernel_label(model),
+        device=str(_device(model)),
+        seed=seed,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def machine_info() -> dict:
+    """Where the figures were measured: host, CPU model and cores, accelerator, versions, date."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    for pkg in ("transformers", "torchao", "bitsandbytes"):
+        try:
+            import importlib.metadata as md
+
+            info[pkg] = md.version(pkg)
+        except Exception:
+            info[pkg] = None
+    return info
+
+
+def results_markdown(rows: list[dict], *, reference: str | None = None) -> str:
+    """A Markdown table of evaluation rows (dicts of :meth:`EvalResult.to_dict`)."""
+    ref = next((r for r in rows if r["label"] == reference), None)
+    head = "| method | ppl | Δppl vs ref | bytes | ratio | prefill ms | decode ms/tok | decode tok/s | speed is |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        d = "" if ref is None else f"{r['perplexity'] - ref['perplexity']:+.3f}"
+        lat = r.get("latency") or {}
+        ratio = "" if r.get("compression_ratio") is None else f"{r['compression_ratio']:.2f}"
+        lines.append(
+            f"| {r['label']} | {r['perplexity']:.3f} | {d} | {r['bytes']:,} | {ratio} | "
+            f"{lat.get('prefill_ms', float('nan')):.1f} | {lat.get('decode_ms_per_token', float('nan')):.1f} | "
+            f"{lat.get('decode_tokens_per_s', float('nan')):.1f} | {r['kernel']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, default=str)

@@ -1,0 +1,23 @@
+"""Quantization: configs, pure primitives, the packed linear module and the transforms."""
+
+from . import angle as _angle  # noqa: F401  (registers the AngleQuant transform)
+from . import methods as _methods  # noqa: F401  (registers the linear-layer transforms)
+from .angle import angle_codes, angle_values, circular_distance
+from .awq import search_clip, search_scale
+from .configs import AWQ, GPTQ, RTN, AngleQuant, LLMInt8, SmoothQuant
+from .gptq import gptq_quantize
+from .modules import QuantizedLinear
+from .primitives import (
+    dequantize_weight,
+    fake_quantize,
+    pack_bits,
+    quantize_per_token,
+    quantize_weight,
+    unpack_bits,
+)
+
+__all__ = [
+    "AWQ", "GPTQ", "RTN", "AngleQuant", "LLMInt8", "SmoothQuant", "QuantizedLinear",
+    "angle_codes", "angle_values", "circular_distance", "search_clip", "search_scale", "gptq_quantize",
+    "dequantize_weight", "fake_quantize", "pack_bits", "quantize_per_token", "quantize_weight", "unpack_bits",
+]

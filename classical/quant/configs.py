@@ -1,0 +1,213 @@
+"""Quantization configs (issue 5). Each is a frozen dataclass validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..config import CompressionConfig, check_bits
+from ..granularity import Granularity, PerChannel, PerGroup, PerTensor
+
+
+def _resolve_granularity(cfg, method: str) -> None:
+    """``group_size`` is shorthand for ``granularity=PerGroup(group_size)``; keep both consistent. An
+    explicit granularity overrides the class's default group size."""
+    g, gs = cfg.granularity, cfg.group_size
+    default_gs = type(cfg).__dataclass_fields__["group_size"].default
+    if g is not None and gs == default_gs:
+        if not isinstance(g, (PerTensor, PerChannel, PerGroup)):
+            raise TypeError(f"{method}: granularity must be PerTensor(), PerChannel() or PerGroup(n), got {g!r}")
+        object.__setattr__(cfg, "group_size", g.size if isinstance(g, PerGroup) else None)
+        return
+    if gs is not None:
+        if not isinstance(gs, int) or isinstance(gs, bool) or gs < 2:
+            raise ValueError(f"{method}: group_size must be an integer >= 2 or None, got {gs!r}")
+        if g is not None and (not isinstance(g, PerGroup) or g.size != gs):
+            raise ValueError(f"{method}: group_size={gs} contradicts granularity={g!r}; give one of them")
+        if g is None:
+            object.__setattr__(cfg, "granularity", PerGroup(gs))
+    elif g is None:
+        object.__setattr__(cfg, "granularity", PerChannel())
+    elif not isinstance(g, (PerTensor, PerChannel, PerGroup)):
+        raise TypeError(f"{method}: granularity must be PerTensor(), PerChannel() or PerGroup(n), got {g!r}")
+    elif isinstance(g, PerGroup):
+        object.__setattr__(cfg, "group_size", g.size)
+
+
+@dataclass(frozen=True)
+class RTN(CompressionConfig):
+    """Round-to-nearest weight quantization, per tensor / per output channel / per group.
+
+    Args:
+        bits: 2 to 8.
+        group_size: columns per group (shorthand for ``granularity=PerGroup(n)``); ``None`` with no
+            granularity means per output channel.
+        symmetric: signed grid around 0 (no zero point) or an asymmetric grid with a zero point.
+        granularity: ``PerTensor()``, ``PerChannel()`` or ``PerGroup(n)``.
+        act_bits: also quantize activations per token, dynamically (``act_bits=8`` is the naive W8A8
+            that SmoothQuant improves on); ``None`` keeps activations in float.
+    """
+
+    bits: int = 8
+    group_size: int | None = None
+    symmetric: bool = True
+    granularity: Granularity | None = None
+    act_bits: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_bits(self.bits, 2, 8, "RTN")
+        _resolve_granularity(self, "RTN")
+        if self.act_bits is not None:
+            check_bits(self.act_bits, 2, 8, "RTN act_bits")
+
+
+@dataclass(frozen=True)
+class LLMInt8(CompressionConfig):
+    """LLM.int8() (Dettmers et al. 2022): vector-wise int8 (per-row weight scales, per-token activation
+    scales) with feature columns holding any ``|x| >= threshold`` kept in float (mixed-precision
+    decomposition). As in bitsandbytes' inference layout, the outlier columns multiply the int8
+    weights dequantized, so only int8 weights are stored.
+
+    With ``keep_outlier_weights=True`` the weight columns of the feature dimensions that reach the
+    threshold on the calibration data are also stored in float16, so those dimensions compute as the
+    paper's ``X_f16 W_f16`` term (Eq. 3); outliers in other dimensions still use the int8 weights.
+    This variant needs ``calib``.
+
+    Args:
+        threshold: outlier magnitude (the paper's 6.0); ``float('inf')`` disables the decomposition.
+        keep_outlier_weights: store float16 weight columns for calibration-time outlier dimensions.
+    """
+
+    threshold: float = 6.0
+    keep_outlier_weights: bool = False
+
+    @property
+    def requires_calibration(self) -> bool:
+        return self.keep_outlier_weights
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.threshold, (int, float)) or math.isnan(self.threshold) or self.threshold <= 0:
+            raise ValueError(f"LLMInt8: threshold must be a positive number, got {self.threshold!r}")
+
+
+@dataclass(frozen=True)
+class SmoothQuant(CompressionConfig):
+    """SmoothQuant (Xiao et al. 2023): migrate activation outliers into the weights with per-channel
+    ``s_j = max|X_j|^alpha / max|W_j|^(1-alpha)`` (Eq. 4), then W8A8: per-channel int8 weights and
+    dynamic per-token int8 activations.
+
+    Every group of layers reading one input is smoothed with one shared scale, kept as the layers'
+    explicit input scale. The paper folds ``1/s`` into the preceding LayerNorm, which is why it smooths
+    only the QKV and FC1 inputs; without that constraint (and without knowing the architecture) the
+    output projections are smoothed too.
+
+    Args:
+        alpha: migration strength in [0, 1] (0.5 in the paper for most models).
+        bits: weight and activation bits (8).
+    """
+
+    needs_calibration: ClassVar[bool] = True
+    alpha: float = 0.5
+    bits: int = 8
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"SmoothQuant: alpha must be in [0, 1], got {self.alpha!r}")
+        check_bits(self.bits, 4, 8, "SmoothQuant")
+
+
+@dataclass(frozen=True)
+class GPTQ(CompressionConfig):
+    """GPTQ (Frantar et al. 2022): quantize columns one at a time, spreading each column's error over
+    the not-yet-quantized columns with the inverse Hessian of the layer's calibration inputs.
+
+    Args:
+        bits: 2 to 8.
+        group_size: columns per quantization group (``None``: per output channel).
+        act_order: process columns by decreasing Hessian diagonal ("desc_act").
+        damp: dampening, as a fraction of the mean Hessian diagonal, added to its diagonal.
+        symmetric: symmetric grid (else asymmetric with zero points, the reference default).
+        block_size: columns per lazy batch update (Sec. 4, "Lazy Batch-Updates"; 128 in the paper).
+        static_groups: with act_order, fix each contiguous group's scale up front (no group index).
+        true_sequential: inside a block, calibrate each group of layers on the outputs of the groups
+            before it already quantized (the reference's ``--true-sequential``; one block pass per group).
+    """
+
+    needs_calibration: ClassVar[bool] = True
+    bits: int = 4
+    group_size: int | None = 128
+    act_order: bool = True
+    damp: float = 0.01
+    symmetric: bool = False
+    block_size: int = 128
+    static_groups: bool = False
+    true_sequential: bool = False
+    granularity: Granularity | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_bits(self.bits, 2, 8, "GPTQ")
+        if not isinstance(self.damp, (int, float)) or not 0.0 < self.damp < 1.0:
+            raise ValueError(f"GPTQ: damp must be in (0, 1), got {self.damp!r}")
+        if not isinstance(self.block_size, int) or self.block_size < 1:
+            raise ValueError(f"GPTQ: block_size must be a positive integer, got {self.block_size!r}")
+        _resolve_granularity(self, "GPTQ")
+        if isinstance(self.granularity, PerTensor):
+            raise ValueError("GPTQ: per-tensor granularity is not supported; use PerChannel() or PerGroup(n)")
+
+
+@dataclass(frozen=True)
+class AWQ(CompressionConfig):
+    """AWQ (Lin et al. 2023): per-input-channel scales ``s = mean|x|^r`` searched over a grid of ``r``
+    (Sec. 3.2, Eq. 5) for every group of layers sharing an input, then a per-group weight clipping search.
+    The searches measure the error on the group's own outputs (the reference uses the enclosing attention
+    or MLP module, which needs architecture knowledge), and every layer is clipped (the reference skips
+    q/k). The scale is kept as the layers' explicit input scale instead of being folded into a norm.
+
+    Args:
+        bits: 2 to 8.
+        group_size: columns per quantization group (``None``: per output channel).
+        symmetric: symmetric grid (else asymmetric with zero points, the reference default).
+        n_grid: grid points for the scale search (20 in the reference).
+        clip: run the clipping search (``max_shrink`` 0.5 over ``n_grid`` steps, as the reference).
+        search_rows: token rows sampled (fixed seed) for the searches; ``0`` uses every row.
+        clip_rows: token rows used by the clipping search (512 in the reference).
+    """
+
+    needs_calibration: ClassVar[bool] = True
+    bits: int = 4
+    group_size: int | None = 128
+    symmetric: bool = False
+    n_grid: int = 20
+    clip: bool = True
+    search_rows: int = 4096
+    clip_rows: int = 512
+    granularity: Granularity | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_bits(self.bits, 2, 8, "AWQ")
+        _resolve_granularity(self, "AWQ")
+        for f in ("n_grid", "search_rows", "clip_rows"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < (1 if f == "n_grid" else 0):
+                raise ValueError(f"AWQ: {f} must be a non-negative integer (n_grid >= 1), got {v!r}")
+
+
+@dataclass(frozen=True)
+class AngleQuant(CompressionConfig):
+    """Periodic quantization of rotation angles onto ``2**bits`` uniform levels of their circle.
+
+    Applies to every module that declares angles through the protocol
+    ``periodic_parameters() -> {name: (parameter, period)}`` (e.g. qlite's ``QuantumLayer``).
+    """
+
+    bits: int = 8
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_bits(self.bits, 1, 8, "AngleQuant")

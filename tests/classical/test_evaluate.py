@@ -1,0 +1,107 @@
+"""The evaluation protocol on models with analytic perplexity."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from qlite.classical import RTN, compress
+from qlite.classical.evaluation import (
+    calibration_segments, corpus_tokens, evaluate, kernel_label, perplexity, results_markdown, split_halves,
+)
+
+
+class Uniform(nn.Module):
+    """Logits all equal: every next token has probability 1/V, so ppl = V exactly."""
+
+    def __init__(self, V=50):
+        super().__init__()
+        self.V = V
+        self.lin = nn.Linear(4, 4)
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape))
+        return torch.zeros(*x.shape, self.V)
+
+
+class Oracle(nn.Module):
+    """Knows the next token is (t + 1) mod V with probability p: ppl = exp(-log p) on such a stream."""
+
+    def __init__(self, V=10, p=0.5):
+        super().__init__()
+        self.V, self.p = V, p
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, x):
+        probs = torch.full((*x.shape, self.V), (1 - self.p) / (self.V - 1))
+        probs.scatter_(-1, ((x + 1) % self.V)[..., None], self.p)
+        return probs.log()
+
+
+def test_uniform_model_has_perplexity_vocab_size():
+    m = Uniform(V=50)
+    r = perplexity(m, torch.arange(1000) % 50, seqlen=100, n_windows=3)
+    assert r["perplexity"] == pytest.approx(50.0, rel=1e-6)
+    assert r["n_windows"] == 3 and r["n_tokens"] == 3 * 99 and r["windows_available"] == 10
+    assert m.calls == [(1, 100)] * 3  # non-overlapping windows of seqlen, batch 1
+
+
+def test_oracle_perplexity_is_analytic():
+    toks = torch.arange(2000) % 10
+    r = perplexity(Oracle(p=0.8), toks, seqlen=50)
+    assert r["perplexity"] == pytest.approx(1 / 0.8, rel=1e-5)
+    assert r["n_windows"] == 40
+
+
+def test_window_errors():
+    with pytest.raises(ValueError, match="do not fill one window"):
+        perplexity(Uniform(), torch.arange(10), seqlen=100)
+    with pytest.raises(ValueError, match="n_windows=20 but the tokens hold 10 windows"):
+        perplexity(Uniform(), torch.arange(1000), seqlen=100, n_windows=20)
+
+
+class CharTok:
+    """A stand-in tokenizer: one id per character."""
+
+    def __call__(self, text, add_special_tokens=False, return_tensors=None):
+        class Out:
+            input_ids = torch.tensor([[ord(c) for c in text]])
+
+        return Out()
+
+
+def test_texts_are_joined_with_blank_lines_and_tokenised_once():
+    ids = corpus_tokens(["ab", "c"], CharTok())
+    assert "".join(map(chr, ids.tolist())) == "ab\n\nc"
+
+
+def test_halves_and_calibration_segments():
+    a, b = split_halves("r1\nr2\nr3\nr4")
+    assert (a, b) == ("r1\nr2", "r3\nr4")
+    toks = torch.arange(1000)
+    s1 = calibration_segments(toks, 5, 64, seed=3)
+    s2 = calibration_segments(toks, 5, 64, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(s1, s2)) and s1[0].shape == (1, 64)
+    assert all(torch.equal(x[0], torch.arange(x[0, 0], x[0, 0] + 64)) for x in s1)  # contiguous windows
+    with pytest.raises(ValueError, match="need more than seqlen=64 tokens"):
+        calibration_segments(torch.arange(64), 1, 64)
+
+
+def test_evaluate_records_protocol_size_and_speed_labels():
+    m = Oracle(p=0.5)
+    r = evaluate(m, torch.arange(400) % 10, label="oracle", seqlen=40, n_windows=5, prompt_len=8, decode_tokens=2,
+                 repeats=1, reference_bytes=100)
+    assert r.perplexity == pytest.approx(2.0, rel=1e-5)
+    assert (r.seqlen, r.n_windows, r.seed) == (40, 5, 0)
+    assert r.bytes == (2 * 2 + 2) * 4 and r.compression_ratio == pytest.approx(100 / 24)
+    assert r.kernel == "dense" and r.latency["kv_cache"] is False and r.latency["decode_ms_per_token"] > 0
+    md = results_markdown([r.to_dict()], reference="oracle")
+    assert "| oracle | 2.000 | +0.000 |" in md and "dense" in md
+
+
+def test_kernel_label_says_simulated_for_dequantizing_layers():
+    net = nn.Sequential(nn.Linear(8, 8))
+    assert kernel_label(net) == "dense"
+    assert kernel_label(compress(net, RTN(8)).model) == "simulated"

