@@ -80,7 +80,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="run the spectrum study: figures and spectrum.md")
     p.add_argument("--out", default="experiments/results", help="folder for spectrum.md / .json / *.png")
-    p.add_argument("--quick", action="store_true", help="small sizes and few steps (a smoke run)")
+    p.add_argument("--quick", action="store_true", help="small sizes and few epochs (a smoke run)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=None)
