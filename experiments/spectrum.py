@@ -3,7 +3,7 @@ with the error split by frequency band, and the frequencies a trained QIREN carr
 
     python experiments/spectrum.py                 # full run on CPU (~ minutes), writes experiments/results/spectrum*
     python experiments/spectrum.py --quick         # smoke run
-    python experiments/spectrum.py --device cuda --image-size 64 --steps 1000
+    python experiments/spectrum.py --device cuda --image-size 64 --epochs 1000
 """
 
 import argparse
@@ -21,14 +21,14 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--audio-steps", type=int)
+    p.add_argument("--epochs", type=int, help="full-batch epochs per image model (default 300)")
+    p.add_argument("--audio-epochs", type=int, help="full-batch epochs per audio model (default 300)")
     p.add_argument("--timing-repeats", type=int)
     p.add_argument("--audio-file")
     p.add_argument("--threads", type=int, help="torch threads (1 is far faster on a loaded shared CPU)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    overrides = {k: v for k, v in dict(image_size=args.image_size, steps=args.steps, audio_steps=args.audio_steps,
+    overrides = {k: v for k, v in dict(image_size=args.image_size, epochs=args.epochs, audio_epochs=args.audio_epochs,
                                         timing_repeats=args.timing_repeats, audio_file=args.audio_file,
                                         threads=args.threads).items()
                  if v is not None}

@@ -7,6 +7,7 @@ Contract of ``qlite.cli``: ``add_parser(subparsers)`` registers the ``spectrum``
     qlite spectrum size --qubits 8 --layers 2 --scaling ternary
     qlite spectrum circuit --qubits 3 --layers 2 --encoding rx
     qlite spectrum model --in-features 2 --qubits 8 --layers 2 --hidden-layers 2
+    qlite spectrum model --checkpoint runs/camera          # a model trained by `qlite fit`
     qlite spectrum coefficients --in-features 2 --qubits 8 --degree 16 --repeats 5
     qlite spectrum report --out experiments/results --quick
 """
@@ -14,7 +15,6 @@ Contract of ``qlite.cli``: ``add_parser(subparsers)`` registers the ``spectrum``
 from __future__ import annotations
 
 import argparse
-import time
 
 COMMANDS = ("size", "circuit", "model", "coefficients", "report")
 
@@ -31,12 +31,18 @@ def _scaling(text: str):
         ) from None
 
 
+# The options of a fresh QIREN and their defaults (None in the parser, so that `model --checkpoint`
+# can refuse them instead of ignoring them).
+QIREN_DEFAULTS = {"in_features": 2, "qubits": 8, "layers": 2, "hidden_layers": 2}
+
+
 def _add_qiren_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--in-features", type=int, default=2, help="model inputs (default 2: an image)")
-    p.add_argument("--qubits", type=int, default=8, help="qubits per hybrid layer (default 8)")
-    p.add_argument("--layers", type=int, default=2, help="re-uploads per circuit (default 2)")
-    p.add_argument("--hidden-layers", type=int, default=2, help="hybrid layers after the first (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--in-features", type=int, help="model inputs (default 2: an image)")
+    p.add_argument("--qubits", type=int, help="qubits per hybrid layer (default 8)")
+    p.add_argument("--layers", type=int, help="re-uploads per circuit (default 2)")
+    p.add_argument("--hidden-layers", type=int, help="hybrid layers after the first (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation of a fresh QIREN and the sampling of "
+                                                       "huge frequency sets (default 0)")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -57,8 +63,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--entangler", default="cz", choices=("cz", "cnot"))
     p.add_argument("--encoding", default="rz", choices=("rz", "rx", "ry"))
 
-    p = sub.add_parser("model", help="frequency vectors of a (freshly initialised) QIREN in its input coordinates")
+    p = sub.add_parser("model", help="frequency vectors of a QIREN (fresh, or trained: --checkpoint) or of a "
+                                     "SIREN / RFF first layer (--checkpoint) in its input coordinates")
     _add_qiren_args(p)
+    p.add_argument("--checkpoint", metavar="DIR", help="analyse the trained model of a `qlite fit` run directory "
+                                                       "(its checkpoint.json + weights) instead of a fresh QIREN")
     p.add_argument("--order", type=int, default=1, help="sums of at most this many first-layer frequencies")
     p.add_argument("--max-size", type=int, default=2**21, help="largest set enumerated (else sampled)")
     p.add_argument("--show", type=int, default=10, help="frequency vectors to print")
@@ -71,12 +80,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="run the spectrum study: figures and spectrum.md")
     p.add_argument("--out", default="experiments/results", help="folder for spectrum.md / .json / *.png")
-    p.add_argument("--quick", action="store_true", help="small sizes and few steps (a smoke run)")
+    p.add_argument("--quick", action="store_true", help="small sizes and few epochs (a smoke run)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="training steps per image model")
-    p.add_argument("--audio-steps", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="full-batch epochs per image model")
+    p.add_argument("--audio-epochs", type=int, default=None)
     p.add_argument("--audio-file", default=None, help="WAV file (default: the shared gt_bach.wav)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the run")
     return parser
@@ -87,8 +96,62 @@ def _qiren(args):
 
     from qlite import QIREN
 
-    return QIREN(args.in_features, 1, hidden_features=args.qubits, hidden_layers=args.hidden_layers,
-                 spectrum_layers=args.layers, generator=torch.Generator().manual_seed(args.seed)).eval()
+    o = {k: QIREN_DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in QIREN_DEFAULTS}
+    return QIREN(o["in_features"], 1, hidden_features=o["qubits"], hidden_layers=o["hidden_layers"],
+                 spectrum_layers=o["layers"], generator=torch.Generator().manual_seed(args.seed)).eval()
+
+
+def _trained_model(directory):
+    """``(model in eval mode, ModelSpec, checkpoint index)`` from a ``qlite fit`` run directory.
+
+    ``qlite fit`` stores the :class:`~qlite.models.ModelSpec` under ``info.cli.model`` of
+    ``checkpoint.json`` and the signal's sizes under ``data``; a checkpoint written by
+    ``qlite.fit(..., info={"model": spec.to_dict()})`` is read too. The weights (with BatchNorm
+    statistics recomputed by the fit, and RFF's fixed frequencies, which are buffers) come from the
+    safetensors file, verified against its SHA-256 by ``load_checkpoint``.
+    """
+    from qlite.fit import load_checkpoint
+    from qlite.models import ModelSpec
+
+    ckpt = load_checkpoint(directory)
+    info = ckpt.info.get("info") or {}
+    stored = (info.get("cli") or {}).get("model") or info.get("model")
+    if not isinstance(stored, dict) or "kind" not in stored:
+        raise ValueError(f"the checkpoint in {str(directory)!r} stores no model spec (info.cli.model, as `qlite fit` "
+                         f"writes, or info.model); rebuild the model yourself, load the weights with "
+                         f"qlite.fit.load_checkpoint and call qlite.spectrum.model_spectrum on it")
+    spec = ModelSpec.from_dict(stored)
+    sizes = ckpt.info.get("data") or {}
+    if not {"in_features", "out_features"} <= set(sizes):
+        raise ValueError(f"the checkpoint in {str(directory)!r} does not record the data's in/out features")
+    model = spec.build(sizes["in_features"], sizes["out_features"], seed=0)  # every weight is then replaced
+    model.load_state_dict(ckpt.model_state)
+    return model.eval(), spec, ckpt.info
+
+
+def _model_command(args) -> dict:
+    import torch
+
+    from qlite import spectrum
+
+    generator = torch.Generator().manual_seed(args.seed)
+    if args.checkpoint is None:
+        spec = spectrum.model_spectrum(_qiren(args), order=args.order, max_size=args.max_size, generator=generator)
+        return dict(command="spectrum model", **spec.to_dict(max_frequencies=args.show))
+    given = [f"--{k.replace('_', '-')}" for k in QIREN_DEFAULTS if getattr(args, k) is not None]
+    if given:
+        raise ValueError(f"{given} describe a fresh QIREN; with --checkpoint the model comes from the checkpoint")
+    model, mspec, index = _trained_model(args.checkpoint)
+    if mspec.kind == "qiren":
+        spec = spectrum.model_spectrum(model, order=args.order, max_size=args.max_size, generator=generator)
+    elif args.order != 1:
+        raise ValueError(f"--order {args.order} applies to QIREN; a {mspec.kind} checkpoint has its first layer's "
+                         f"spectrum only (order 1)")
+    else:
+        spec = spectrum.classical_spectrum(model)  # TypeError for relu / tanh: no finite Fourier first layer
+    return dict(command="spectrum model", checkpoint=str(args.checkpoint), model=mspec.label(),
+                epoch=index.get("epoch"), metrics=(index.get("metrics") or {}).get("train"),
+                **spec.to_dict(max_frequencies=args.show))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -107,31 +170,24 @@ def run(args: argparse.Namespace) -> dict:
         return dict(command="spectrum circuit", spectrum={str(k): v for k, v in spec.items()},
                     sizes={str(k): len(v) for k, v in spec.items()})
     if cmd == "model":
-        import torch
-
-        spec = spectrum.model_spectrum(_qiren(args), order=args.order, max_size=args.max_size,
-                                       generator=torch.Generator().manual_seed(args.seed))
-        return dict(command="spectrum model", **spec.to_dict(max_frequencies=args.show))
+        return _model_command(args)
     if cmd == "coefficients":
         import torch
 
+        from qlite.bench import time_call
+
         model = _qiren(args).to(args.device)
-        spectrum.coefficients(model, args.in_features, args.degree)  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            c = spectrum.coefficients(model, args.in_features, args.degree)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return dict(command="spectrum coefficients", shape=list(c.shape),
-                    points=(2 * args.degree + 1) ** args.in_features,
-                    seconds_min=min(times), seconds_median=sorted(times)[len(times) // 2], repeats=args.repeats,
+        n_in = model.net[0].linear.in_features
+        c = spectrum.coefficients(model, n_in, args.degree)  # also the warm-up
+        t = time_call(lambda: spectrum.coefficients(model, n_in, args.degree), args.device, repeats=args.repeats,
+                      warmup=0)
+        return dict(command="spectrum coefficients", shape=list(c.shape), points=(2 * args.degree + 1) ** n_in,
+                    seconds_min=t["ms_min"] / 1e3, seconds_median=t["ms"] / 1e3, repeats=t["runs"],
                     threads=torch.get_num_threads(), device=args.device)
     if cmd == "report":
         from qlite.spectrum.study import StudyConfig, run_study
 
-        overrides = {k: v for k, v in dict(image_size=args.image_size, steps=args.steps, audio_steps=args.audio_steps,
+        overrides = {k: v for k, v in dict(image_size=args.image_size, epochs=args.epochs, audio_epochs=args.audio_epochs,
                                             audio_file=args.audio_file, threads=args.threads).items()
                      if v is not None}
         base = dict(device=args.device, seed=args.seed, **overrides)

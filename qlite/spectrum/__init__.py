@@ -23,14 +23,11 @@ from .least_squares import FourierFit, least_squares_coefficients
 from .model_spectrum import ModelSpectrum, model_spectrum
 from .power import PowerSpectrum, power_spectrum
 from .spectrum_size import spectrum_size
-from .standins import FourierFeatureStandIn, SirenStandIn
 
 __all__ = [
-    "FourierFeatureStandIn",
     "FourierFit",
     "ModelSpectrum",
     "PowerSpectrum",
-    "SirenStandIn",
     "SpectrumComparison",
     "circuit_spectrum",
     "classical_spectrum",

@@ -1,14 +1,16 @@
 """The spectrum study behind ``experiments/spectrum.py`` and ``qlite spectrum report``.
 
-It measures, on real signals (scikit-image's ``camera``, the paper's Bach clip):
+It measures, on real signals (scikit-image's ``camera``, the paper's Bach clip, both loaded with
+:mod:`qlite.data`; models from :mod:`qlite.models`, trained with :func:`qlite.fit`, so BatchNorm
+statistics are exact on the training coordinates):
 
 1. spectrum sizes against brute force, and first-layer spectrum size against parameter count for
-   QIREN, SIREN and random Fourier features;
+   QIREN, SIREN and random Fourier features (also at equal parameter budgets);
 2. the distribution of a small layer's Fourier coefficients over random initialisations;
 3. the speed target: coefficients of the paper's 2-input, 8-qubit QIREN at degree 16 (33 x 33);
-4. an image fit (QIREN against SIREN and RFF stand-ins): power spectra, the error split into low and
-   high frequencies (the paper's Figure 7), and the QIREN's first-layer frequencies before and after
-   training;
+4. an image fit (QIREN against SIREN and RFF sized to QIREN's parameter count): power spectra, the
+   error split into low and high frequencies (the paper's Figure 7), and the QIREN's first-layer
+   frequencies before and after training;
 5. which frequencies a trained QIREN carries: the exact series of a one-hybrid-layer QIREN fitted to
    the audio clip, and how much of a two-hybrid-layer QIREN the order-M sets explain.
 
@@ -17,14 +19,12 @@ Results go to ``<out>/spectrum.md``, ``spectrum.json`` and ``spectrum_*.png``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import datetime
 import itertools
 import json
 import logging
 import os
-import platform
-import statistics
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 
-from ._study_data import bach, camera, psnr, train_adam
 from .classical import classical_spectrum
 from .coefficients import coefficients
 from .compare import compare_spectra
@@ -41,37 +40,43 @@ from .least_squares import least_squares_coefficients
 from .model_spectrum import model_spectrum
 from .power import power_spectrum
 from .spectrum_size import spectrum_size
-from .standins import FourierFeatureStandIn, SirenStandIn
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Settings of :func:`run_study` (``quick`` shrinks every part for tests and smoke runs)."""
+    """Settings of :func:`run_study` (``quick`` shrinks every part for tests and smoke runs).
+
+    Training is full batch (``qlite.fit``'s default), so an epoch is one Adam step. QIREN uses the
+    paper's learning rate (0.03); SIREN and RFF the settings tuned on ``camera`` in
+    ``experiments/results/paper_signals.md`` (SIREN omega_0 30, lr 3e-3; RFF scale 1, lr 0.03).
+    """
 
     quick: bool = False
     seed: int = 0
     device: str = "cpu"
     image_size: int = 32
-    steps: int = 300
-    audio_steps: int = 300
+    epochs: int = 300
+    audio_epochs: int = 300
     n_inits: int = 50
     timing_repeats: int = 20
     cutoff: float = 0.5
-    qiren_lr: float = 1e-2
-    siren_lr: float = 1e-3
-    rff_lr: float = 1e-2
+    qiren_lr: float = 0.03
+    siren_lr: float = 3e-3
+    rff_lr: float = 0.03
     siren_omega: float = 30.0
-    rff_scale: float = 1.0  # sigma of B in cycles / unit; best of {1, 2, 4} x lr {1e-3, 3e-3, 1e-2} at 32 px
+    rff_scale: float = 1.0  # sigma of the Fourier frequencies, cycles / unit
     audio_file: str | None = None
     threads: int | None = None  # torch threads for the run (None: torch's default); timing tries 1 and all
 
     def __post_init__(self):
-        for name in ("image_size", "steps", "audio_steps", "n_inits", "timing_repeats"):
+        for name in ("image_size", "epochs", "audio_epochs", "n_inits", "timing_repeats"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.image_size < 2:
+            raise ValueError(f"image_size must be at least 2 (a grid with a spacing), got {self.image_size}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ValueError(f"threads must be None or an integer >= 1, got {self.threads!r}")
@@ -81,35 +86,34 @@ class StudyConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {self.device!r}")
 
     @classmethod
-    def quick_config(cls, **overrides) -> "StudyConfig":
-        base = dict(quick=True, image_size=16, steps=20, audio_steps=20, n_inits=8, timing_repeats=3)
+    def quick_config(cls, **overrides) -> StudyConfig:
+        base = dict(quick=True, image_size=16, epochs=20, audio_epochs=20, n_inits=8, timing_repeats=3)
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _machine(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
-                date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                load_average_start=list(os.getloadavg()), device=str(device))
-    if device.type == "cuda":
-        info["card"] = torch.cuda.get_device_name(device)
-    return info
+def _spacing(signal) -> float:
+    """Grid spacing of a regular grid signal (the last axis varies fastest; square grids)."""
+    return float(signal.coords[1, -1] - signal.coords[0, -1])
 
 
-def _n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def _train(model, signal, epochs: int, lr: float, cfg: StudyConfig, device: torch.device):
+    from qlite.fit import fit
+
+    result = fit(model, signal, epochs=epochs, lr=lr, seed=cfg.seed, device=device, progress=False)
+    hist = result.history
+    every = max(1, len(hist["loss"]) // 20)
+    history = [(e, loss) for e, loss in zip(hist["epoch"], hist["loss"]) if e % every == 0 or e == len(hist["loss"])]
+    log.info("trained %s for %d epochs in %.1f s: %s", type(model).__name__, epochs, result.seconds, result.metrics)
+    return result, history
 
 
 # -- 1. sizes -------------------------------------------------------------------------------------
 def _sizes(cfg: StudyConfig) -> dict:
+    from qlite.models import ModelSpec, count_parameters
+
     def brute(weights, L):
         return len({round(sum(w * k for w, k in zip(weights, ks)), 8)
                     for ks in itertools.product(range(-L, L + 1), repeat=len(weights))})
@@ -121,25 +125,32 @@ def _sizes(cfg: StudyConfig) -> dict:
         row["brute_force_agrees"] = (row["unit"] == brute([1] * d, L) and row["ternary"] == brute(
             [3**i for i in range(d)], L) and row["bound"] == brute([2**0.5, 3**0.5, 5**0.5, 7**0.5][:d], L))
         table.append(row)
-    from qlite.layers import QIREN
+
+    def classical_row(family: str, spec: ModelSpec) -> dict:
+        model = spec.build(2, 1, seed=cfg.seed)
+        first = classical_spectrum(model)
+        return dict(family=family, width=spec.width(2, 1), parameters=count_parameters(model), size=first.size,
+                    enumerated=True, bound=first.bound)
 
     g = torch.Generator().manual_seed(cfg.seed)
-    rows = []
+    rows, budget_rows = [], []
     for n in range(2, 6 if cfg.quick else 11):
-        model = QIREN(2, 1, hidden_features=n, generator=g).eval()
+        model = ModelSpec("qiren", n).build(2, 1, seed=cfg.seed).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # n = 10: 5**10 vectors, sampled; recorded as a bound
             spec = model_spectrum(model, n_samples=1000, generator=g)
-        rows.append(dict(family="QIREN", width=n, parameters=_n_params(model), size=spec.size,
+        budget = count_parameters(model)
+        rows.append(dict(family="QIREN", width=n, parameters=budget, size=spec.size,
                          enumerated=spec.enumerated, bound=spec.bound))
+        siren = classical_row("SIREN", ModelSpec("siren", budget=budget))
+        rff = classical_row("RFF", ModelSpec("rff", budget=budget))
+        budget_rows.append(dict(qubits=n, budget=budget, qiren=spec.size, qiren_enumerated=spec.enumerated,
+                                siren_width=siren["width"], siren_parameters=siren["parameters"], siren=siren["size"],
+                                rff_width=rff["width"], rff_parameters=rff["parameters"], rff=rff["size"]))
     for m in (8, 16, 32, 64) if cfg.quick else (8, 16, 32, 64, 128, 256):
-        siren = SirenStandIn(2, m, 1, hidden_layers=2, generator=g)
-        rows.append(dict(family="SIREN", width=m, parameters=_n_params(siren), size=classical_spectrum(siren).size,
-                         enumerated=True, bound=2 * m + 1))
-        rff = FourierFeatureStandIn(2, m, m, 1, hidden_layers=1, generator=g)
-        rows.append(dict(family="RFF", width=m, parameters=_n_params(rff), size=classical_spectrum(rff).size,
-                         enumerated=True, bound=2 * m + 1))
-    return dict(table=table, size_vs_parameters=rows)
+        rows.append(classical_row("SIREN", ModelSpec("siren", m)))
+        rows.append(classical_row("RFF", ModelSpec("rff", m)))
+    return dict(table=table, size_vs_parameters=rows, equal_budget=budget_rows)
 
 
 # -- 2. coefficient distributions ----------------------------------------------------------------------
@@ -159,9 +170,10 @@ def _distribution(cfg: StudyConfig) -> tuple[dict, torch.Tensor]:
 
 # -- 3. timing -------------------------------------------------------------------------------------
 def _timing(cfg: StudyConfig, device: torch.device) -> dict:
-    from qlite.layers import QIREN
+    from qlite.bench import time_call
+    from qlite.models import build_model
 
-    model = QIREN(2, 1, generator=torch.Generator().manual_seed(cfg.seed)).to(device).eval()
+    model = build_model("qiren", 2, 1, seed=cfg.seed).to(device).eval()
     out = dict(model="QIREN(2, 1): 8 qubits, 3 hybrid layers, 2 re-uploads", degree=16, grid="33 x 33",
                points=33 * 33, device=str(device))
     before = torch.get_num_threads()
@@ -169,26 +181,15 @@ def _timing(cfg: StudyConfig, device: torch.device) -> dict:
     try:
         for nt in dict.fromkeys(threads):
             torch.set_num_threads(nt)
-            coefficients(model, 2, 16)  # warm-up: compile the circuits, allocate
-            times = []
-            for _ in range(cfg.timing_repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter()
-                coefficients(model, 2, 16)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times.append(time.perf_counter() - t0)
-            out[f"threads_{nt}"] = dict(median_s=statistics.median(times), min_s=min(times), max_s=max(times),
-                                        repeats=len(times))
-        # comparator: the same function point by point (PennyLane's loop without broadcasting)
-        reps = 1 if cfg.quick else 3
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            coefficients(lambda p: model(p[None])[0], 2, 16, batched=False, dtype=torch.float32, device=device)
-            times.append(time.perf_counter() - t0)
-        out["point_by_point_s"] = min(times)
+            t = time_call(lambda: coefficients(model, 2, 16), device, repeats=cfg.timing_repeats, warmup=1)
+            out[f"threads_{nt}"] = dict(median_s=t["ms"] / 1e3, min_s=t["ms_min"] / 1e3, max_s=t["ms_max"] / 1e3,
+                                        repeats=t["runs"])
+        # comparator: the same function point by point (PennyLane's loop without broadcasting), on one
+        # thread: tiny calls on two threads of a shared CPU measure contention, not the loop
+        torch.set_num_threads(1)
+        t = time_call(lambda: coefficients(lambda p: model(p[None])[0], 2, 16, batched=False, dtype=torch.float32,
+                                           device=device), device, repeats=1 if cfg.quick else 3, warmup=0)
+        out["point_by_point_s"] = t["ms_min"] / 1e3
     finally:
         torch.set_num_threads(before)
     out["load_average_after"] = list(os.getloadavg())
@@ -197,29 +198,36 @@ def _timing(cfg: StudyConfig, device: torch.device) -> dict:
 
 # -- 4. image --------------------------------------------------------------------------------------------
 def _image(cfg: StudyConfig, device: torch.device):
-    from qlite.layers import QIREN
+    from qlite import data
+    from qlite.fit import predict, recompute_batchnorm
+    from qlite.models import ModelSpec, count_parameters
 
-    x, y, shape = camera(cfg.image_size)
+    signal = data.image("camera", size=cfg.image_size)
+    shape, target = signal.grid_shape, signal.as_grid()[..., 0]
+    qiren = ModelSpec("qiren").build(2, 1, seed=cfg.seed + 2)
+    budget = count_parameters(qiren)
+    specs = {"SIREN": (ModelSpec("siren", budget=budget, options={"omega_0": cfg.siren_omega}), cfg.siren_lr),
+             "RFF": (ModelSpec("rff", budget=budget, options={"scale": cfg.rff_scale}), cfg.rff_lr)}
+    models = {"QIREN": (qiren, cfg.qiren_lr, "qiren (paper settings)")}
+    for name, (spec, lr) in specs.items():
+        models[name] = (spec.build(2, 1, seed=cfg.seed + 2), lr, f"{spec.label()}, width {spec.width(2, 1)}")
+    # the function the untrained QIREN computes on these coordinates: exact BatchNorm statistics
+    at_init = copy.deepcopy(qiren)
+    recompute_batchnorm(at_init, signal.coords)
     g = torch.Generator().manual_seed(cfg.seed + 2)
-    models = {
-        "QIREN": (QIREN(2, 1, generator=g), cfg.qiren_lr),
-        "SIREN": (SirenStandIn(2, 16, 1, hidden_layers=2, omega_0=cfg.siren_omega, generator=g), cfg.siren_lr),
-        "RFF": (FourierFeatureStandIn(2, 8, 16, 1, hidden_layers=1, scale=cfg.rff_scale, generator=g), cfg.rff_lr),
-    }
-    spacing = 2 / (cfg.image_size - 1)
-    init_spec = model_spectrum(models["QIREN"][0].eval(), n_samples=20000, generator=g)
+    init_spec = model_spectrum(at_init.eval(), n_samples=20000, generator=g)
+    spacing = _spacing(signal)
     results, comparisons, preds = {}, {}, {}
-    for name, (model, lr) in models.items():
-        fit = train_adam(model, x, y, cfg.steps, lr, device=device)
-        with torch.no_grad():
-            pred = model(x.to(device)).cpu()
-        preds[name] = pred.reshape(shape)
-        cmp = compare_spectra(y.reshape(shape), pred.reshape(shape), spacing=spacing, cutoff=cfg.cutoff)
+    for name, (model, lr, label) in models.items():
+        fit, history = _train(model, signal, cfg.epochs, lr, cfg, device)
+        pred = predict(model, signal.coords).cpu().reshape(shape)
+        preds[name] = pred
+        cmp = compare_spectra(target, pred, spacing=spacing, cutoff=cfg.cutoff)
         comparisons[name] = cmp
-        results[name] = dict(parameters=_n_params(model), psnr_db=psnr(fit["mse"]), **cmp.to_dict(),
-                             train_seconds=fit["seconds"], steps=fit["steps"], lr=lr, loss_history=fit["history"])
-    qiren = models["QIREN"][0].cpu()
-    trained_spec = model_spectrum(qiren, n_samples=20000, generator=g)
+        results[name] = dict(model=label, parameters=fit.params, psnr_db=fit.metrics["psnr"],
+                             ssim=fit.metrics.get("ssim"), **cmp.to_dict(), train_seconds=fit.seconds,
+                             epochs=fit.epochs, lr=lr, loss_history=history)
+    trained_spec = model_spectrum(qiren.cpu().eval(), n_samples=20000, generator=g)
     nyquist = torch.pi / spacing
     frac = lambda s: float((s.frequencies.abs() <= nyquist).all(1).double().mean())  # noqa: E731
     spectra = dict(
@@ -232,38 +240,40 @@ def _image(cfg: StudyConfig, device: torch.device):
         siren_first_layer=classical_spectrum(models["SIREN"][0].cpu()).to_dict(),
         rff_first_layer=classical_spectrum(models["RFF"][0].cpu()).to_dict(),
     )
-    return dict(size=cfg.image_size, models=results, qiren_first_layer=spectra), comparisons, preds, (
-        init_spec, trained_spec), y.reshape(shape)
+    return dict(size=cfg.image_size, spacing=spacing, budget=budget, models=results, qiren_first_layer=spectra), \
+        comparisons, preds, (init_spec, trained_spec), target
 
 
 # -- 5. audio --------------------------------------------------------------------------------------------
 def _audio(cfg: StudyConfig, device: torch.device):
-    from qlite.layers import QIREN
+    from qlite import data
+    from qlite.models import ModelSpec
     from qlite.paths import data_file
 
     path = Path(cfg.audio_file) if cfg.audio_file else data_file("gt_bach.wav")
-    t, y = bach(path)
-    g = torch.Generator().manual_seed(cfg.seed + 3)
+    signal = data.audio(path, 20000, 25000, 5)  # the paper's protocol: 1,000 samples
+    t, y = signal.coords, signal.values
     n_qubits = 4 if cfg.quick else 8
-    single = QIREN(1, 1, hidden_features=n_qubits, hidden_layers=0, generator=g)
-    fit = train_adam(single, t, y, cfg.audio_steps, cfg.qiren_lr, device=device)
+    single = ModelSpec("qiren", n_qubits, hidden_layers=0).build(1, 1, seed=cfg.seed + 3)
+    fit, _ = _train(single, signal, cfg.audio_epochs, cfg.qiren_lr, cfg, device)
     single = single.cpu().double().eval()
     w, c = hybrid_coefficients(single)
     with torch.no_grad():
         series = (torch.polar(torch.ones(len(t), len(w), dtype=torch.float64), t.double() @ w.T) @ c).real
         err = float((series - single(t.double())).abs().max())
-    spacing = 2 / (len(t) - 1)
+    spacing = _spacing(signal)
     bandwidth = float(w.abs().max())
     sig = power_spectrum(y[:, 0].double(), spacing=spacing)
     centred = sig.power.clone()
     centred[sig.axes[0] == 0] = 0.0  # the mean is no detail
     reach = float(centred[sig.axes[0].abs() <= bandwidth].sum() / centred.sum())
-    single_out = dict(qubits=n_qubits, parameters=_n_params(single), mse=fit["mse"], train_seconds=fit["seconds"],
+    single_out = dict(qubits=n_qubits, parameters=fit.params, mse=fit.metrics["mse"], train_seconds=fit.seconds,
                       frequencies=len(w), series_max_abs_error=err, bandwidth=bandwidth,
                       signal_power_within_bandwidth=reach, nyquist_rad_per_unit=torch.pi / spacing)
     # a two-hybrid-layer QIREN: how much the order-M sets explain, on a wide window
-    deep = QIREN(1, 1, hidden_features=3, hidden_layers=1, spectrum_layers=1, generator=g)
-    train_adam(deep, t, y, cfg.audio_steps, cfg.qiren_lr, device=device)
+    deep_spec = ModelSpec("qiren", 3, hidden_layers=1, options={"spectrum_layers": 1})
+    deep = deep_spec.build(1, 1, seed=cfg.seed + 4)
+    deep_fit, _ = _train(deep, signal, cfg.audio_epochs, cfg.qiren_lr, cfg, device)
     deep = deep.cpu().double().eval()
     window = torch.linspace(-30, 30, 4000, dtype=torch.float64)[:, None]
     orders = []
@@ -272,9 +282,9 @@ def _audio(cfg: StudyConfig, device: torch.device):
         lsq = least_squares_coefficients(deep, spec.frequencies, window)
         orders.append(dict(order=order, size=spec.size, explained=float(lsq.explained),
                            residual_rms=float(lsq.residual_rms), rank=lsq.rank))
-    return dict(file=path.name, points=len(t), single_layer=single_out, deep=dict(
-        model="QIREN(1, 1, hidden_features=3, hidden_layers=1, spectrum_layers=1)", window="[-30, 30], 4000 points",
-        orders=orders)), (w, c, t, y)
+    return dict(file=path.name, points=signal.n_points, single_layer=single_out, deep=dict(
+        model="QIREN(1, 1, hidden_features=3, hidden_layers=1, spectrum_layers=1)", mse=deep_fit.metrics["mse"],
+        window="[-30, 30], 4000 points", orders=orders)), (w, c, t, y)
 
 
 def run_study(config: StudyConfig, out_dir) -> dict:
@@ -290,7 +300,6 @@ def run_study(config: StudyConfig, out_dir) -> dict:
         raise ValueError("device='cuda' but torch.cuda.is_available() is False; run with --device cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
     threads_before = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -301,10 +310,11 @@ def run_study(config: StudyConfig, out_dir) -> dict:
 
 
 def _run(config: StudyConfig, device: torch.device, out: Path) -> dict:
+    from qlite.bench import machine_info
+
     from ._study_report import write_figures, write_markdown
 
-    summary = dict(config=config.to_dict(), machine=_machine(device))
-    summary["machine"]["torch_threads"] = torch.get_num_threads()
+    summary = dict(config=config.to_dict(), machine=dict(machine_info(device), load_average_start=list(os.getloadavg())))
     t0 = time.perf_counter()
     summary["sizes"] = _sizes(config)
     summary["distribution"], dist = _distribution(config)

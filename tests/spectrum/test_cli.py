@@ -4,6 +4,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from qlite.cli import spectrum as cli
 
@@ -41,3 +42,59 @@ def test_bad_arguments():
         cli.run(_parse("spectrum", "size", "--qubits", "3", "--layers", "-1"))
     args = _parse("spectrum", "report", "--quick", "--out", "somewhere")
     assert args.spectrum_command == "report" and args.quick
+
+
+# -- `spectrum model --checkpoint`: a model trained by `qlite fit` --------------------------------------
+def test_model_from_a_qlite_fit_checkpoint(tmp_path):
+    """The frequencies come from the trained weights: the bandwidth per input is, for RZ encoding
+    with L re-uploads (circuit frequencies -L..L per qubit), sum_j L |A_ji| with A the Linear folded
+    with eval-mode BatchNorm, computed here by hand from the checkpoint's tensors."""
+    pytest.importorskip("skimage")
+    pytest.importorskip("matplotlib")
+    from qlite.cli import main
+    from qlite.fit import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["fit", "--data", "image:camera", "--size", "8", "--model", "qiren", "--hidden-features", "2",
+                 "--hidden-layers", "0", "--epochs", "3", "--out", str(run)]) == 0
+    out = cli.run(_parse("spectrum", "model", "--checkpoint", str(run), "--show", "2"))
+    state = load_checkpoint(run).model_state
+    w = state["net.0.linear.weight"].double()
+    scale = state["net.0.norm.weight"].double() / (state["net.0.norm.running_var"].double() + 1e-5).sqrt()
+    expect = (2 * (scale[:, None] * w).abs()).sum(0)
+    assert torch.allclose(torch.tensor(out["bandwidth"], dtype=torch.float64), expect, rtol=1e-6)
+    assert out["model"] == "qiren" and out["epoch"] == 3 and out["size"] == 25 and out["enumerated"]
+    assert out["metrics"]["mse"] > 0 and len(out["frequencies"]) == 2
+    fresh = cli.run(_parse("spectrum", "model", "--in-features", "2", "--qubits", "2", "--hidden-layers", "0"))
+    assert fresh["bandwidth"] != out["bandwidth"]
+    json.dumps(out)
+
+
+def test_classical_checkpoint_through_qlite_fit(tmp_path):
+    """A SIREN fitted with qlite.fit(..., info={"model": spec}) gives its first layer's frequencies."""
+    from qlite import data
+    from qlite.fit import fit, load_checkpoint
+    from qlite.models import ModelSpec
+
+    spec = ModelSpec("siren", 4, hidden_layers=1, options={"omega_0": 5.0})
+    signal = data.function(lambda x: torch.sin(4 * x[:, 0]), 32)
+    fit(spec.build(1, 1, seed=0), signal, epochs=3, progress=False, checkpoint_dir=tmp_path / "s",
+        info={"model": spec.to_dict()})
+    out = cli.run(_parse("spectrum", "model", "--checkpoint", str(tmp_path / "s")))
+    w = load_checkpoint(tmp_path / "s").model_state["net.0.linear.weight"].double()
+    assert out["size"] == 9 and out["model"] == "siren(omega_0=5.0)"
+    assert out["bandwidth"] == pytest.approx([5 * float(w.abs().max())])
+    with pytest.raises(ValueError, match="--order 2 applies to QIREN"):
+        cli.run(_parse("spectrum", "model", "--checkpoint", str(tmp_path / "s"), "--order", "2"))
+    with pytest.raises(ValueError, match=r"\['--qubits'\] describe a fresh QIREN"):
+        cli.run(_parse("spectrum", "model", "--checkpoint", str(tmp_path / "s"), "--qubits", "3"))
+    relu = ModelSpec("relu", 4, hidden_layers=0)
+    fit(relu.build(1, 1, seed=0), signal, epochs=1, progress=False, checkpoint_dir=tmp_path / "r",
+        info={"model": relu.to_dict()})
+    with pytest.raises(TypeError, match="activation 'relu', not 'sine'"):
+        cli.run(_parse("spectrum", "model", "--checkpoint", str(tmp_path / "r")))
+    fit(relu.build(1, 1, seed=0), signal, epochs=1, progress=False, checkpoint_dir=tmp_path / "n")
+    with pytest.raises(ValueError, match="stores no model spec"):
+        cli.run(_parse("spectrum", "model", "--checkpoint", str(tmp_path / "n")))
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        cli.run(_parse("spectrum", "model", "--checkpoint", str(tmp_path / "missing")))

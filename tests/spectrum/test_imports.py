@@ -9,7 +9,7 @@ import sys
 import pytest
 
 MODULES = ["circuit_spectrum", "model_spectrum", "spectrum_size", "coefficients", "least_squares", "power",
-           "compare", "classical", "hybrid_coefficients", "standins", "visualize"]
+           "compare", "classical", "hybrid_coefficients", "visualize"]
 
 
 def test_import_spectrum_does_not_import_plotting_or_pennylane():

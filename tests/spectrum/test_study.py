@@ -19,18 +19,25 @@ def test_quick_study_writes_report(tmp_path, shared_data):
     saved = json.loads((tmp_path / "spectrum.json").read_text())
     assert saved["config"]["quick"] is True
     assert all(r["brute_force_agrees"] for r in summary["sizes"]["table"])
-    for r in summary["image"]["models"].values():
+    image = summary["image"]
+    for r in image["models"].values():
         assert abs(r["mse_low"] + r["mse_high"] - r["mse"]) < 1e-6 * max(r["mse"], 1e-12)
+    # SIREN and RFF are the widest qlite.models networks within QIREN's parameter count
+    assert image["models"]["QIREN"]["parameters"] == image["budget"] == 657
+    assert all(image["models"][k]["parameters"] <= image["budget"] for k in ("SIREN", "RFF"))
+    for r in summary["sizes"]["equal_budget"]:
+        assert max(r["siren_parameters"], r["rff_parameters"]) <= r["budget"] and r["qiren"] > r["siren"]
     assert summary["audio"]["single_layer"]["series_max_abs_error"] < 1e-10
     explained = [o["explained"] for o in summary["audio"]["deep"]["orders"]]
     assert explained == sorted(explained)
     text = (tmp_path / "spectrum.md").read_text()
     assert "What is exact and what is a bound" in text and "load average" in text.lower()
+    assert "stand-in" not in text and "qlite.fit" in text
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
-        StudyConfig(steps=0)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1, got 0"):
+        StudyConfig(epochs=0)
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda"):
         StudyConfig(device="tpu")
     with pytest.raises(TypeError, match="config must be a StudyConfig"):
