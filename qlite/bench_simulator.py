@@ -14,6 +14,7 @@ import torch
 
 from qlite.bench import ceilings, graphed_training_step, machine_info, quantum_model_cost, time_call, training_step
 from qlite.layers import QIREN
+from qlite.runtime import tune_cpu_allocator
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
         max_seconds: float = 60.0, strategies=("auto",), seed: int = 0) -> dict:
     """Run both cases; returns ``{"machine": ..., "ceilings": ..., "rows": [...]}``."""
     device = torch.device(device)
+    tune_cpu_allocator()  # process-wide, so it applies to the PennyLane rows as well
     g = torch.Generator().manual_seed(seed)
     ceil = ceilings(device)
     rows = []
@@ -135,6 +137,7 @@ def strategy_sweep(qubits=range(2, 13), batches=(1024, 65536), device="cpu", chu
     from qlite.layers import QuantumLayer
 
     device = torch.device(device)
+    tune_cpu_allocator()
     rows = []
     for b in batches:
         for n in qubits:

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..data import Signal
 from ..models import count_parameters
+from ..runtime import tune_cpu_allocator
 from . import checkpoint as ckpt_io
 from . import distributed as ddp
 from .batchnorm import recompute_batchnorm
@@ -149,6 +150,8 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
     dev = resolve_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # NCCL and barriers use the current device: one GPU per rank
+    else:
+        tune_cpu_allocator()  # state buffers reused instead of page-faulted each step (qlite.runtime)
     ctx = ddp.setup(dev.type)
     return _train(model, data, eval_data, cfg, dev, ctx, checkpoint, checkpoint_dir, info or {})
 
