@@ -36,7 +36,15 @@ def chunk_grad(phi_out: torch.Tensor, psi_in: torch.Tensor, before: int, width: 
     if before == 0:
         return phi_out.reshape(k, -1) @ psi_in.reshape(k, -1).mH
     lead = 1 << before
-    return (phi_out.reshape(lead, k, -1) @ psi_in.reshape(lead, k, -1).mH).sum(0)
+    phi3, psi3 = phi_out.reshape(lead, k, -1), psi_in.reshape(lead, k, -1)
+    if lead > 64:
+        return (phi3 @ psi3.mH).sum(0)
+    # one accumulating GEMM per leading block: mm takes the conjugate transpose as a BLAS flag,
+    # where bmm would first copy the conjugated state
+    out = phi3[0] @ psi3[0].mH
+    for h in range(1, lead):
+        out.addmm_(phi3[h], psi3[h].mH)
+    return out
 
 
 def apply_monomial(x: torch.Tensor, perm: torch.Tensor | None, sign: torch.Tensor) -> torch.Tensor:
