@@ -32,7 +32,7 @@ def run_cost(ops_list, n_qubits: int, batch: int, n_obs: int, item_bytes: int = 
     fwd = bwd = Cost(0.0, 0.0)
     for op in ops_list:
         kind = op[0]
-        if kind == "chunk":
+        if kind in ("chunk", "chunkb"):
             f = 8.0 * dim * batch * (1 << op[2])
             fwd += Cost(f, 2 * state)
             bwd += Cost(3 * f, 6 * state)  # state and adjoint back, plus the gradient contraction

@@ -82,7 +82,8 @@ class _Run:
     """The batch part of one forward: operations on a batch-last state ``X`` of shape (2**n, B).
 
     Operations (tuples): ``("dense", t)`` X <- U X; ``("chunk", before, width, t, i)`` the gate
-    matrix ``tensors[t][i]`` on a contiguous group of wires; ``("mono", (perm, inv_perm, sign))`` a signed permutation;
+    matrix ``tensors[t][i]`` on a contiguous group of wires; ``("chunkb", before, width, t)`` one
+    matrix ``tensors[t][h]`` per leading block h (a chunk with a diagonal folded in); ``("mono", (perm, inv_perm, sign))`` a signed permutation;
     ``("pdiag", t)`` a trainable diagonal; ``("enc", l, pre)`` the l-th encoding's phases, times a
     constant diagonal ``pre`` folded in from a CZ ring (or None). ``t`` indexes the tensors given
     to the autograd Function, so their gradients flow back to the weights.
@@ -112,6 +113,8 @@ class _Run:
                 state = state * self._diag(op[1], op[2], x)
             elif kind == "chunk":
                 state = ops.apply_chunk(state, tensors[op[3]][op[4]], op[1], op[2])
+            elif kind == "chunkb":
+                state = ops.apply_chunk_blocks(state, tensors[op[3]], op[1], op[2])
             elif kind == "dense":
                 state = tensors[op[1]] @ state
             elif kind == "mono":
@@ -158,6 +161,13 @@ class _Run:
                         grads[ti] = torch.zeros_like(tensors[ti])
                     grads[ti][li] += 2 * ops.chunk_grad(phi, psi_in, before, width)
                 psi, phi = psi_in, ops.apply_chunk(phi, adj, before, width)
+            elif kind == "chunkb":
+                _, before, width, ti = op
+                adj = tensors[ti].mH
+                psi_in = kept[i] if kept else ops.apply_chunk_blocks(psi, adj, before, width)
+                if need_t[ti]:
+                    grads[ti] = 2 * ops.chunk_grad_blocks(phi, psi_in, before, width)
+                psi, phi = psi_in, ops.apply_chunk_blocks(phi, adj, before, width)
             elif kind == "enc":
                 d = self._diag(op[1], op[2], x).conj()
                 if need_x:
@@ -296,7 +306,7 @@ class NativeBackend:
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Expectation values ``(B, n_obs)`` for inputs ``x`` of shape ``(B, n_inputs)``."""
         if self._fused_eligible(circuit, weights):
-            run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="factored")
+            run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="factored", fold_diagonals=False)
             key = (circuit, str(weights.device))
             if key not in self._plans:
                 self._plans[key] = fused_path.plan(run.c, run.ops, circuit.n_qubits, weights.device,
@@ -340,9 +350,9 @@ class NativeBackend:
         """The batch operations a forward runs (strategy resolved), e.g. for cost counting."""
         w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
         x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
-        strategy = "factored" if self._fused_eligible(circuit, w) else None  # the fused kernels run these
+        fused = self._fused_eligible(circuit, w)  # the fused kernels run the factored operations
         with torch.no_grad():
-            return self._prepare(circuit, w, x, strategy=strategy)[0].ops
+            return self._prepare(circuit, w, x, strategy="factored" if fused else None, fold_diagonals=not fused)[0].ops
 
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
@@ -354,8 +364,30 @@ class NativeBackend:
         on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
         return on_device and fused_path.available()
 
+    @staticmethod
+    def _fold_diagonals(run_ops: list, tensors: list, n: int) -> list:
+        """A CZ ring right after the chunk on the last wires disappears into that chunk.
+
+        The chunk acts on the state viewed as ``(2**before, 2**w, B)`` with one matrix per leading
+        block; a diagonal ``D[h, l]`` after it is the same as the per-block matrices
+        ``diag(D[h, :]) K``. One pass over the state less per ring (built batch-independently,
+        ``2**before`` small matrices; autograd carries their gradient back to ``K``).
+        """
+        out = []
+        for op in run_ops:
+            prev = out[-1] if out else None
+            if (op[0] == "mono" and op[1][0] is None and prev is not None and prev[0] == "chunk"
+                    and prev[1] > 0 and prev[1] + prev[2] == n):
+                _, before, width, ti, li = prev
+                k = 1 << width
+                tensors.append(op[1][2].reshape(1 << before, k, 1) * tensors[ti][li])  # (2**before, k, k)
+                out[-1] = ("chunkb", before, width, len(tensors) - 1)
+            else:
+                out.append(op)
+        return out
+
     def _prepare(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor, keep_trailing: bool = False,
-                 strategy: str | None = None):
+                 strategy: str | None = None, fold_diagonals: bool = True):
         validate_call(circuit, weights, x)
         n, dim = circuit.n_qubits, 1 << circuit.n_qubits
         device, rdtype = weights.device, weights.dtype
@@ -392,5 +424,7 @@ class NativeBackend:
         if not keep_trailing and all(not rot for rot, _, _ in lay.groups):
             while run_ops and run_ops[-1][0] == "mono" and run_ops[-1][1][0] is None:
                 run_ops.pop()  # a diagonal of unit modulus right before a Z measurement changes nothing
+        if fold_diagonals and not dense:
+            run_ops = self._fold_diagonals(run_ops, tensors, n)
         run = _Run(run_ops, lay, n, circuit.n_observables, cdtype)
         return run, x, psi0, tensors, strategy

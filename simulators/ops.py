@@ -47,6 +47,20 @@ def chunk_grad(phi_out: torch.Tensor, psi_in: torch.Tensor, before: int, width: 
     return out
 
 
+def apply_chunk_blocks(x: torch.Tensor, mats: torch.Tensor, before: int, width: int) -> torch.Tensor:
+    """Like :func:`apply_chunk` with one matrix per leading block: ``mats`` is
+    ``(2**before, 2**width, 2**width)``."""
+    dim, batch = x.shape
+    return torch.bmm(mats, x.reshape(1 << before, 1 << width, -1)).reshape(dim, batch)
+
+
+def chunk_grad_blocks(phi_out: torch.Tensor, psi_in: torch.Tensor, before: int, width: int) -> torch.Tensor:
+    """Per leading block h: ``G[h] = phi_out[h] @ psi_in[h]^H``, ``(2**before, 2**w, 2**w)``."""
+    lead, k = 1 << before, 1 << width
+    phi3, psi3 = phi_out.reshape(lead, k, -1), psi_in.reshape(lead, k, -1)
+    return torch.stack([phi3[h] @ psi3[h].mH for h in range(lead)]) if lead <= 64 else phi3 @ psi3.mH
+
+
 def apply_monomial(x: torch.Tensor, perm: torch.Tensor | None, sign: torch.Tensor) -> torch.Tensor:
     """``out[k] = sign[k] * x[perm[k]]`` for every column."""
     if perm is not None:
