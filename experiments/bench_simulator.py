@@ -22,11 +22,15 @@ def main():
     ap.add_argument("--strategies", nargs="+", default=["auto"])
     ap.add_argument("--no-pennylane", action="store_true")
     ap.add_argument("--pennylane-max-points", type=int, default=None)
+    ap.add_argument("--backends", nargs="*", default=None,
+                    help="simulator backends given one row each (default: torch pennylane jax qiskit; none with --quick)")
+    ap.add_argument("--backend-points", type=int, nargs="+", default=[1024])
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default="experiments/results")
     ap.add_argument("--tag", default=None, help="file name suffix (default: the device type)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("qiskit").setLevel(logging.WARNING)  # its transpiler logs every pass at INFO
     quick = args.quick
     result = run(
         points=args.points or ((256, 1024) if quick else (1024, 16384, 65536)),
@@ -37,6 +41,8 @@ def main():
         pennylane_max_points=args.pennylane_max_points,
         repeats=args.repeats or (3 if quick else 7),
         strategies=tuple(args.strategies),
+        backends=tuple(args.backends if args.backends is not None else (() if quick else ("torch", "pennylane", "jax", "qiskit"))),
+        backend_points=tuple(args.backend_points),
     )
     tag = args.tag or ("quick_" if quick else "") + result["machine"]["device"].split(":")[0]
     md = to_markdown(result)

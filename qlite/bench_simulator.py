@@ -47,8 +47,11 @@ def _row(kind: str, n_qubits: int, points: int, timing: dict, model=None, ceil=N
 
 def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: int = 65536, device="cpu",
         pennylane: bool = True, pennylane_max_points: int | None = None, repeats: int = 5,
-        max_seconds: float = 60.0, strategies=("auto",), seed: int = 0) -> dict:
-    """Run both cases; returns ``{"machine": ..., "ceilings": ..., "rows": [...]}``."""
+        max_seconds: float = 60.0, strategies=("auto",), seed: int = 0, backends=(),
+        backend_points=(1024,)) -> dict:
+    """Run both cases, then one row per simulator backend in ``backends`` (``qlite.bench_backends``:
+    ms per step where the backend trains, per forward otherwise) at ``backend_points``; returns
+    ``{"machine": ..., "ceilings": ..., "rows": [...]}``."""
     device = torch.device(device)
     tune_cpu_allocator()  # process-wide, so it applies to the PennyLane rows as well
     g = torch.Generator().manual_seed(seed)
@@ -95,6 +98,13 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
                 continue
             rows.append(_row("qlite", n, qubit_points, t, model, ceil, strategy))
             log.info("qlite %d qubits %d points (%s): %.2f ms", n, qubit_points, strategy, t["ms"])
+    if backends:
+        from qlite.bench_backends import backend_rows
+
+        for r in backend_rows(tuple(backends), backend_points, device=device, repeats=max(1, repeats // 2),
+                              max_seconds=max_seconds, seed=seed):
+            rows.append(r)
+            log.info("backend row: %s", {k: r.get(k) for k in ("impl", "points", "mode", "ms", "error")})
     _ratios(rows)
     return {"machine": machine_info(device), "ceilings": ceil, "rows": rows}
 
@@ -103,7 +113,7 @@ def _ratios(rows: list[dict]) -> None:
     ref = {(r["qubits"], r["points"]): r["ms"] for r in rows if r["impl"] == "pennylane"}
     for r in rows:
         key = (r["qubits"], r["points"])
-        if r["impl"] == "qlite" and key in ref and "ms" in r:
+        if (r["impl"] == "qlite" or r.get("mode") == "step") and key in ref and "ms" in r:
             r["speedup_vs_pennylane"] = ref[key] / r["ms"]
 
 
