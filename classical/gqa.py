@@ -6,7 +6,7 @@ group: an exact, function-preserving expansion to multi-head attention), then th
 heads of each new group are mean-pooled into one (the paper's conversion: "the key and value projection
 matrices of all heads in a group are mean pooled"). ``G = 1`` is multi-query attention; ``G = H`` is the
 exact expansion to MHA. The paper follows the conversion with a short uptraining; here
-:func:`qlite.classical.distill.distill` does that with the original model as the teacher.
+:func:`qlite.classical.distillation.distill` does that with the original model as the teacher.
 """
 
 from __future__ import annotations

@@ -253,7 +253,8 @@ def cache_bytes(cache) -> int:
     return total
 
 
-def _cache_kw(model) -> str:
+def cache_kwarg(model) -> str:
+    """Name of the KV-cache argument of ``model.forward``: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
     import inspect
 
     params = inspect.signature(model.forward).parameters
@@ -274,7 +275,7 @@ def streaming_nll(model: nn.Module, ids: torch.Tensor, cache=None, *, prefill: i
     if ids.dim() != 2 or ids.shape[0] != 1:
         raise ValueError(f"ids must be one (1, T) window, got shape {tuple(ids.shape)}")
     T = ids.shape[1]
-    kw = _cache_kw(model)
+    kw = cache_kwarg(model)
     if cache is None:
         from transformers.cache_utils import DynamicCache
 

@@ -6,7 +6,7 @@ quantized to 4-bit NF4 by bitsandbytes (:func:`qlite.classical.export.export_bit
 ``"nf4"``). The frozen base keeps whatever compression it has: pruned weights stay pruned (a
 :class:`~qlite.classical.sparse.SparseLinear` is an ``nn.Linear`` and applies its mask in the base
 forward), low-rank factors stay factors (their two ``nn.Linear`` layers are the targets). Training uses
-:func:`qlite.classical.distill.train_student`: next-token loss, or distillation from the uncompressed
+:func:`qlite.classical.distillation.train_student`: next-token loss, or distillation from the uncompressed
 teacher (forward / reverse / mixed KL).
 """
 
@@ -18,7 +18,7 @@ import logging
 from torch import nn
 
 from ..blocks import skipped
-from ..distill import train_student
+from ..distillation import train_student
 from ..layers import is_linear
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def lora_recover(
     Args:
         batches: model inputs (``(1, seqlen)`` token ids), cycled.
         teacher: the uncompressed model, for ``loss`` in ``"forward"``, ``"reverse"``, ``"mixed"``.
-        loss: ``"lm"`` (next-token cross-entropy) or a distillation loss (see :mod:`qlite.classical.distill`).
+        loss: ``"lm"`` (next-token cross-entropy) or a distillation loss (see :mod:`qlite.classical.distillation`).
         targets: qualified names of the layers to adapt (default: :func:`lora_targets`).
         merge: fold the adapters into the base weights and return the plain model. Refused for
             sparse or quantized bases, where folding a dense update would undo the compression.

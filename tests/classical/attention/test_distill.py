@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from qlite.classical.distill import distill, kd_loss
+from qlite.classical.distillation import distill, kd_loss
 
 
 def test_kl_losses_match_closed_forms():
@@ -68,7 +68,7 @@ def test_distilling_an_mqa_student_lowers_its_divergence_and_trains_only_kv(tiny
     changed = {k for k, v in out.state_dict().items() if not torch.equal(snapshot[k], v)}
     assert changed and all(".k_proj." in k or ".v_proj." in k for k in changed)
     with pytest.raises(ValueError, match="needs a teacher"):
-        from qlite.classical.distill import train_student
+        from qlite.classical.distillation import train_student
 
         train_student(student, calib, loss="forward")
     with pytest.raises(ValueError, match="no parameter name matches"):
