@@ -75,3 +75,19 @@ def test_lora_merge_on_a_lowrank_model(tiny_llm):
     merged, hist = lora_recover(lr, calib, r=2, steps=3, lr=1e-3, merge=True)
     assert any(isinstance(m, LowRankLinear) for m in merged.modules())
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_qlora_on_a_bitsandbytes_nf4_base(tiny_llm):
+    pytest.importorskip("peft")
+    pytest.importorskip("bitsandbytes")
+    from qlite.classical.export import export_bitsandbytes
+    from qlite.classical.lowrank import lora_recover
+
+    model, calib = tiny_llm
+    q = export_bitsandbytes(model, "nf4")
+    assert type(q.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    rec, hist = lora_recover(q, calib, teacher=model, loss="reverse", r=4, steps=3, lr=1e-3)
+    trainable = [n for n, p in rec.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable) and len(hist) == 3
+    with pytest.raises(ValueError, match="sparse / 4-bit base"):
+        lora_recover(q, calib, r=4, steps=1, merge=True)
