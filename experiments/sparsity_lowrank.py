@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
     p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 is always run)")
     p.add_argument("--no-kv", action="store_true", help="skip the KV-cache rows")
+    p.add_argument("--kv-only", action="store_true", help="only the KV-cache rows, added to the existing .json results")
     p.add_argument("--kernel-only", action="store_true", help="only the 2:4 semi-structured MLP timing (needs CUDA)")
     p.add_argument("--note", action="append", default=[], help="a line added to the notes of the results")
     p.add_argument("--report-only", action="store_true", help="rewrite the .md/.json from the existing .json (no model "
@@ -152,6 +153,18 @@ def main() -> None:
                             notes=notes, machine=machine)
 
     machine = machine_info()
+    if a.kv_only:
+        old = json.loads(Path(a.out).with_suffix(".json").read_text())
+        kv_rows += kv_cache_rows(model, eval_tokens, seqlen=a.kv_seqlen, n_windows=a.kv_windows)
+        old["setup"]["KV-cache rows"] = (f"{a.kv_windows} windows of {a.kv_seqlen} tokens of the same evaluation text, "
+                                         "decoded token by token after a prefill of the smallest budget; budgets are "
+                                         "fractions of the window")
+        old["setup"]["KV-cache run"] = f"{machine['date']}, --kv-only, {torch.get_num_threads()} torch threads"
+        write_study_results(a.out, title=old["title"], setup=old["setup"], suite=Suite(old["rows"], old["failures"]),
+                            kv_rows=kv_rows, targets=check_targets(old["rows"], TARGETS), notes=old["notes"] + a.note,
+                            machine=old["machine"])
+        logging.info("wrote the KV-cache rows into %s.md / .json", a.out)
+        return
     suite = run_suite(model, entries, calib_sets, eval_tokens, eval_kw=eval_kw, device=a.device, on_row=publish)
     if not a.no_kv:
         kv_rows += kv_cache_rows(model, eval_tokens, seqlen=a.kv_seqlen, n_windows=a.kv_windows)
