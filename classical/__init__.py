@@ -10,6 +10,9 @@ from .compress import CompressionReport, CompressionResult, compress
 from .config import CompressionConfig, recipe_from_json, recipe_to_json
 from .granularity import PerChannel, PerGroup, PerTensor
 from .quant import AWQ, GPTQ, RTN, AngleQuant, LLMInt8, QuantizedLinear, SmoothQuant
+from .gqa import GQA, convert_gqa
+from .lowrank import FactorizedEmbedding, LowRank, LowRankLinear
+from .sparse import Magnitude, SparseGPT, SparseLinear, StructuredPrune, Wanda
 from .transform import LayerRecord, LinearTransform, Transform, state_bytes, transform_for
 
 
@@ -20,6 +23,11 @@ def __getattr__(name):
         from . import evaluation as _ev
 
         return getattr(_ev, name)
+    if name in ("distill", "kd_loss", "SinkCache", "H2OCache", "scoring_attention", "lora_recover"):
+        from . import distillation as _d, kvcache as _kv
+        from .lowrank import lora as _lora
+
+        return getattr(next(m for m in (_d, _kv, _lora) if hasattr(m, name)), name)
     if name in ("load_causal_lm", "smollm2_gguf_path"):
         from . import models as _m
 
@@ -32,4 +40,7 @@ __all__ = [
     "recipe_to_json", "PerChannel", "PerGroup", "PerTensor", "RTN", "LLMInt8", "SmoothQuant", "GPTQ", "AWQ",
     "AngleQuant", "QuantizedLinear", "Blocks", "find_blocks", "linear_layers", "LayerRecord", "LinearTransform",
     "Transform", "state_bytes", "transform_for", "evaluate", "load_causal_lm", "smollm2_gguf_path",
+    "Magnitude", "Wanda", "SparseGPT", "StructuredPrune", "SparseLinear", "LowRank", "FactorizedEmbedding",
+    "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "SinkCache", "H2OCache", "scoring_attention",
+    "lora_recover",
 ]

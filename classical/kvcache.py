@@ -1,0 +1,321 @@
+"""KV-cache compression usable with transformers' ``generate``: attention sinks (StreamingLLM) and
+heavy-hitter eviction (H2O).
+
+* :class:`SinkCache` (Xiao et al. 2023, "Efficient Streaming Language Models with Attention Sinks"):
+  keep the first ``sinks`` tokens (the attention sinks) and the most recent ``budget - sinks``.
+* :class:`H2OCache` (Zhang et al. 2023, "H2O: Heavy-Hitter Oracle", Alg. 1): keep the ``recent`` most
+  recent tokens plus the ``budget - recent`` earlier tokens with the largest *accumulated* attention
+  score (the sum, over every query so far, of the softmax probability it gave the token). Scores and
+  evictions are per key/value head; with grouped-query attention a key/value head's score is the sum
+  over the query heads of its group.
+
+Both hold at most ``budget`` tokens per layer between forward calls: a step attends to the kept tokens
+plus the new ones, then the cache evicts down to ``budget`` (as the H2O reference does after each
+step). Cached keys keep the rotary position of their original place in the text and new tokens get
+their true positions. StreamingLLM instead re-assigns positions inside the cache, which matters only
+for texts longer than the model's trained context (not reached in our evaluations); that re-rotation
+is not implemented here.
+
+H2O needs the attention probabilities, which the fused kernels do not expose: inside
+:func:`scoring_attention` the model computes attention with the eager formula (same result as eager
+attention) and hands the probabilities to the H2O cache layer that produced the keys. Sinks need no
+scores and work with any attention implementation. Example::
+
+    cache = H2OCache(budget=256, recent=128)
+    with scoring_attention(model):
+        out = model.generate(ids, past_key_values=cache, max_new_tokens=64)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from functools import partial
+
+import torch
+from torch import nn
+
+from .attention import require_attention
+
+log = logging.getLogger(__name__)
+
+SCORING = "qlite_scoring"
+_PENDING = threading.local()  # the H2O layer whose keys the next attention call of this thread reads
+
+
+def _require_transformers():
+    try:
+        import transformers  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("KV-cache compression works on transformers models: pip install 'qlite[llm]'") from e
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    return Cache, DynamicLayer
+
+
+def _check_budget(budget, keep, what: str) -> None:
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ValueError(f"budget must be a positive number of tokens, got {budget!r}")
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+        raise ValueError(f"{what} must be a non-negative number of tokens, got {keep!r}")
+    if budget < keep:
+        raise ValueError(f"cache budget {budget} is smaller than the {what} ({keep}); the budget must hold them: "
+                         f"raise budget to at least {keep} or lower {what}")
+
+
+def _layers():
+    Cache, DynamicLayer = _require_transformers()
+
+    class _Evicting(DynamicLayer):
+        """Shared bookkeeping: ``seen`` counts every token that ever entered, so positions stay true."""
+
+        def __init__(self, budget: int):
+            super().__init__()
+            self.budget = budget
+            self.seen = 0
+
+        def get_seq_length(self) -> int:
+            return self.seen
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            # Kept tokens sit, for the mask, just before the new ones (all are visible to every new query).
+            kept = 0 if not self.is_initialized or self.keys.numel() == 0 else self.keys.shape[-2]
+            return kept + query_length, self.seen - kept
+
+        def kept(self) -> int:
+            return 0 if not self.is_initialized or self.keys.numel() == 0 else self.keys.shape[-2]
+
+        def crop(self, tokens_to_remove: int) -> None:
+            raise NotImplementedError("an evicting KV cache cannot be cropped (assisted decoding is not supported)")
+
+        def reset(self) -> None:
+            super().reset()
+            self.seen = 0
+
+    class SinkLayer(_Evicting):
+        def __init__(self, budget: int, sinks: int):
+            super().__init__(budget)
+            self.sinks = sinks
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.seen += key_states.shape[-2]
+            k = torch.cat([self.keys, key_states], dim=-2)
+            v = torch.cat([self.values, value_states], dim=-2)
+            n = k.shape[-2]
+            if n > self.budget:
+                keep = torch.cat([torch.arange(self.sinks), torch.arange(n - (self.budget - self.sinks), n)]).to(k.device)
+                self.keys, self.values = k.index_select(-2, keep), v.index_select(-2, keep)
+            else:
+                self.keys, self.values = k, v
+            return k, v  # this step attends to everything kept so far plus the new tokens
+
+    class H2OLayer(_Evicting):
+        def __init__(self, budget: int, recent: int):
+            super().__init__(budget)
+            self.recent = recent
+            self.scores: torch.Tensor | None = None  # (B, H_kv, kept) accumulated attention
+            self._returned: torch.Tensor | None = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if self._returned is not None:
+                raise RuntimeError(
+                    "H2OCache got no attention scores for the previous step: run the model inside "
+                    "qlite.classical.kvcache.scoring_attention(model) so the scores reach the cache"
+                )
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.seen += key_states.shape[-2]
+            self.keys = torch.cat([self.keys, key_states], dim=-2)
+            self.values = torch.cat([self.values, value_states], dim=-2)
+            B, H, T = key_states.shape[0], key_states.shape[1], key_states.shape[-2]
+            new = key_states.new_zeros(B, H, T, dtype=torch.float32)
+            self.scores = new if self.scores is None else torch.cat([self.scores, new], dim=-1)
+            self._returned = self.keys
+            _PENDING.layer = self
+            return self.keys, self.values
+
+        def observe(self, probs: torch.Tensor) -> None:
+            """Add this step's attention ``probs`` ``(B, H_q, T_q, T_k)`` to the accumulated scores, then
+            evict down to the budget."""
+            B, Hq, _, Tk = probs.shape
+            Hkv = self.keys.shape[1]
+            acc = probs.float().sum(dim=-2).reshape(B, Hkv, Hq // Hkv, Tk).sum(dim=2)  # (B, H_kv, T_k)
+            self.scores = self.scores + acc
+            self._returned = None
+            n = self.keys.shape[-2]
+            if n <= self.budget:
+                return
+            heavy = self.budget - self.recent
+            old = n - self.recent  # candidates for the heavy hitters: everything but the recent window
+            idx = torch.topk(self.scores[..., :old], heavy, dim=-1).indices.sort(dim=-1).values if heavy else \
+                self.scores.new_zeros(B, Hkv, 0, dtype=torch.long)
+            rec = torch.arange(old, n, device=idx.device).expand(B, Hkv, self.recent)
+            keep = torch.cat([idx, rec], dim=-1)  # (B, H_kv, budget)
+            D = self.keys.shape[-1]
+            g = keep[..., None].expand(B, Hkv, self.budget, D)
+            self.keys = self.keys.gather(2, g)
+            self.values = self.values.gather(2, g)
+            self.scores = self.scores.gather(2, keep)
+
+        def reset(self) -> None:
+            super().reset()
+            self.scores, self._returned = None, None
+
+    return Cache, SinkLayer, H2OLayer
+
+
+def SinkCache(budget: int, sinks: int = 4):
+    """A transformers ``Cache`` keeping ``sinks`` first tokens + the ``budget - sinks`` most recent, per layer.
+
+    Raises:
+        ValueError: ``budget`` smaller than ``sinks`` (or not a positive integer).
+    """
+    _check_budget(budget, sinks, "sink count")
+    Cache, SinkLayer, _ = _layers()
+    c = Cache(layer_class_to_replicate=partial(SinkLayer, budget, sinks))
+    c.budget, c.policy = budget, f"sinks({sinks})"
+    return c
+
+
+def H2OCache(budget: int, recent: int | None = None):
+    """A transformers ``Cache`` keeping the ``recent`` most recent tokens + the ``budget - recent``
+    heavy hitters, per layer and key/value head. ``recent`` defaults to ``budget // 2`` (H2O's equal
+    split of heavy-hitter and recent budgets). Use the model inside :func:`scoring_attention`.
+
+    Raises:
+        ValueError: ``budget`` smaller than ``recent`` (or not a positive integer).
+    """
+    recent = budget // 2 if recent is None and isinstance(budget, int) else recent
+    _check_budget(budget, recent, "recent window")
+    Cache, _, H2OLayer = _layers()
+    c = Cache(layer_class_to_replicate=partial(H2OLayer, budget, recent))
+    c.budget, c.policy = budget, f"h2o(recent={recent})"
+    return c
+
+
+def _scoring_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Eager attention (the formula of transformers' ``eager_attention_forward``) that also gives the
+    probabilities to the H2O layer that returned ``key``."""
+    groups = query.shape[1] // key.shape[1]
+    k = key.repeat_interleave(groups, dim=1) if groups > 1 else key
+    v = value.repeat_interleave(groups, dim=1) if groups > 1 else value
+    scaling = scaling if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
+    w = torch.matmul(query, k.transpose(2, 3)) * scaling  # (B, H_q, T_q, T_k)
+    if attention_mask is not None:
+        w = w + attention_mask[..., : k.shape[-2]]
+    p = torch.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
+    layer = getattr(_PENDING, "layer", None)
+    if layer is not None and layer._returned is key:
+        _PENDING.layer = None
+        layer.observe(p.detach())
+    p = nn.functional.dropout(p, p=dropout, training=module.training)
+    out = torch.matmul(p, v).transpose(1, 2).contiguous()  # (B, T_q, H_q, D)
+    return out, p
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    if SCORING not in AttentionInterface._global_mapping:
+        AttentionInterface.register(SCORING, _scoring_attention_forward)
+        AttentionMaskInterface.register(SCORING, eager_mask)
+
+
+@contextlib.contextmanager
+def scoring_attention(model: nn.Module):
+    """Run ``model`` with attention that reports its probabilities to an :class:`H2OCache` (eager math;
+    outputs equal eager attention's). The model's attention implementation is restored on exit."""
+    require_attention(model, "scoring_attention")
+    _require_transformers()
+    _register()
+    if not hasattr(model, "set_attn_implementation"):
+        raise TypeError(f"{type(model).__name__} is not a transformers model with set_attn_implementation")
+    before = model.config._attn_implementation
+    model.set_attn_implementation(SCORING)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(before)
+
+
+def cache_bytes(cache) -> int:
+    """Bytes of the key and value tensors held by a transformers cache."""
+    total = 0
+    for layer in getattr(cache, "layers", []):
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
+
+
+def cache_kwarg(model) -> str:
+    """Name of the KV-cache argument of ``model.forward``: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+@torch.no_grad()
+def streaming_nll(model: nn.Module, ids: torch.Tensor, cache=None, *, prefill: int | None = None) -> dict:
+    """Next-token NLL of one ``(1, T)`` window decoded with ``cache`` (``None``: the model's full cache).
+
+    The first ``prefill`` tokens go in one forward (default: the cache budget, or 1 without one: up to
+    the budget nothing is evicted, so one forward gives the same cache, scores and logits as feeding
+    them one by one); every later token is fed alone, so evictions happen exactly as in generation.
+    Returns ``nll`` (mean over the ``T - 1`` predictions), ``tokens``, and ``cache_bytes`` / ``cache_tokens``
+    (largest over the window, measured after each step).
+    """
+    require_attention(model, "streaming_nll")
+    if ids.dim() != 2 or ids.shape[0] != 1:
+        raise ValueError(f"ids must be one (1, T) window, got shape {tuple(ids.shape)}")
+    T = ids.shape[1]
+    kw = cache_kwarg(model)
+    if cache is None:
+        from transformers.cache_utils import DynamicCache
+
+        cache = DynamicCache()
+    budget = getattr(cache, "budget", None)
+    p = max(1, min(prefill if prefill is not None else (budget or 1), T - 1))
+    scoring = isinstance(getattr(cache, "policy", None), str) and cache.policy.startswith("h2o")
+    ctx = scoring_attention(model) if scoring else contextlib.nullcontext()
+    nll, peak, peak_tok = 0.0, 0, 0
+    lsm = torch.nn.functional.log_softmax
+    with ctx:
+        out = model(ids[:, :p], use_cache=True, **{kw: cache})
+        lp = lsm(out.logits[0].float(), -1)  # (p, V)
+        nll -= float(lp[torch.arange(p - 1), ids[0, 1:p]].sum()) if p > 1 else 0.0
+        last = lp[-1]
+        for t in range(p, T):
+            nll -= float(last[ids[0, t]])
+            peak = max(peak, cache_bytes(cache))
+            peak_tok = max(peak_tok, cache.layers[0].keys.shape[-2])
+            if t == T - 1:
+                break
+            out = model(ids[:, t : t + 1], use_cache=True, **{kw: cache})
+            last = lsm(out.logits[0, -1].float(), -1)
+    return {"nll": nll / (T - 1), "tokens": T - 1, "cache_bytes": peak, "cache_tokens": peak_tok}
+
+
+def streaming_perplexity(model: nn.Module, tokens: torch.Tensor, *, seqlen: int, n_windows: int,
+                         make_cache=None, prefill: int | None = None) -> dict:
+    """Perplexity over ``n_windows`` non-overlapping ``seqlen`` windows of ``tokens`` (the evaluation
+    protocol's windows), each decoded token by token with a fresh ``make_cache()`` (``None``: full cache)."""
+    total = tokens.numel() // seqlen
+    if not 1 <= n_windows <= total:
+        raise ValueError(f"n_windows={n_windows} but the tokens hold {total} windows of {seqlen}")
+    dev = next(model.parameters()).device
+    s, n, peak, peak_tok = 0.0, 0, 0, 0
+    for w in range(n_windows):
+        ids = tokens[w * seqlen : (w + 1) * seqlen].reshape(1, -1).to(dev)
+        r = streaming_nll(model, ids, None if make_cache is None else make_cache(), prefill=prefill)
+        s += r["nll"] * r["tokens"]
+        n += r["tokens"]
+        peak, peak_tok = max(peak, r["cache_bytes"]), max(peak_tok, r["cache_tokens"])
+    return {"perplexity": math.exp(s / n), "nll": s / n, "n_tokens": n, "seqlen": seqlen, "n_windows": n_windows,
+            "cache_bytes": peak, "cache_tokens": peak_tok}

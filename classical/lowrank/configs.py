@@ -1,0 +1,75 @@
+"""Low-rank configs (issue 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import CompressionConfig
+
+METHODS = ("svd", "asvd", "svd-llm")
+
+
+@dataclass(frozen=True)
+class LowRank(CompressionConfig):
+    """Replace each linear layer by two (:class:`LowRankLinear`) of rank ``k``.
+
+    Args:
+        ratio: fraction of each layer's weight parameters **removed**: ``k`` is the largest rank with
+            ``k * (in + out) <= (1 - ratio) * in * out`` (so ``ratio=0.2`` keeps 80% of the parameters).
+        method: ``"svd"`` (truncated SVD of ``W``), ``"asvd"`` (activation-aware scaling, Yuan et al.
+            2023) or ``"svd-llm"`` (truncation-aware whitening with the Cholesky factor of the activation
+            covariance, Wang et al. 2024); the last two need calibration data.
+        rank: an explicit rank instead of ``ratio`` (must not exceed ``min(in, out)`` of any target).
+        alpha: ASVD's scaling exponent (0.5 in the paper).
+        damp: SVD-LLM's relative diagonal dampening of the covariance before its Cholesky factorisation.
+    """
+
+    ratio: float | None = 0.2
+    method: str = "svd"
+    rank: int | None = None
+    alpha: float = 0.5
+    damp: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.method not in METHODS:
+            raise ValueError(f"LowRank: method must be one of {METHODS}, got {self.method!r}")
+        if self.rank is not None:
+            if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
+                raise ValueError(f"LowRank: rank must be a positive integer, got {self.rank!r}")
+            object.__setattr__(self, "ratio", None)
+        elif isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0.0 <= self.ratio < 1.0:
+            raise ValueError(f"LowRank: ratio is the fraction of parameters removed and must lie in [0, 1), got {self.ratio!r}")
+        if not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"LowRank: alpha must lie in [0, 1], got {self.alpha!r}")
+        if not isinstance(self.damp, (int, float)) or self.damp < 0:
+            raise ValueError(f"LowRank: damp must be >= 0, got {self.damp!r}")
+
+    @property
+    def requires_calibration(self) -> bool:
+        return self.method != "svd"
+
+    @property
+    def name(self) -> str:
+        size = f"rank={self.rank}" if self.rank is not None else f"{self.ratio:g} removed"
+        return f"LowRank({self.method}, {size})"
+
+
+@dataclass(frozen=True)
+class FactorizedEmbedding(CompressionConfig):
+    """Replace each ``nn.Embedding`` by a :class:`~qlite.classical.lowrank.embedding.TensorizedEmbedding`
+    (``method="tt"`` tensor-train or ``"tucker"``, through tensorly). ``rank``: TT ranks / Tucker core size
+    (an int for every mode). An output head tied to the table keeps its own dense copy (the bytes say so)."""
+
+    method: str = "tt"
+    rank: int = 64
+    n_factors: int = 3
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.method not in ("tt", "tucker"):
+            raise ValueError(f"FactorizedEmbedding: method must be 'tt' or 'tucker', got {self.method!r}")
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
+            raise ValueError(f"FactorizedEmbedding: rank must be a positive integer, got {self.rank!r}")
+        if not isinstance(self.n_factors, int) or self.n_factors < 2:
+            raise ValueError(f"FactorizedEmbedding: n_factors must be an integer >= 2, got {self.n_factors!r}")

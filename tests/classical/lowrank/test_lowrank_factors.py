@@ -1,0 +1,109 @@
+"""Low-rank primitives against exact identities: SVD-LLM's whitening (full-rank reconstruction and
+``||(W - W')X||^2 = sum of truncated sigma^2``), optimality against plain SVD on correlated inputs,
+ASVD's scaling, the ratio -> rank rule, and the LowRank transform."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from qlite.classical import CompressionConfig, compress
+from qlite.classical.lowrank import (
+    LowRank, LowRankLinear, asvd_factors, rank_for_ratio, svd_factors, whitened_svd_factors,
+)
+
+
+def _layer(seed, out=24, n=40, rows=400):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(out, n, generator=g, dtype=torch.float64)
+    X = torch.randn(rows, 6, generator=g, dtype=torch.float64) @ torch.randn(6, n, generator=g, dtype=torch.float64)
+    X += 0.05 * torch.randn(rows, n, generator=g, dtype=torch.float64)
+    X *= torch.logspace(-1, 1, n, dtype=torch.float64)  # channels of very different scales
+    return W, X
+
+
+def test_whitened_svd_reconstructs_at_full_rank_and_its_error_is_the_truncated_spectrum():
+    W, X = _layer(0)
+    H = X.t() @ X
+    A, B, s = whitened_svd_factors(W, H, min(W.shape))
+    torch.testing.assert_close(A @ B, W, rtol=0, atol=1e-9)
+    for k in (1, 5, 12):
+        A, B, s = whitened_svd_factors(W, H, k)
+        err = ((W - A @ B) @ X.t()).pow(2).sum()
+        torch.testing.assert_close(err, s[k:].pow(2).sum(), rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 6, 12])
+def test_svd_llm_output_error_is_at_most_plain_svds(k):
+    for seed in range(3):
+        W, X = _layer(seed + 1)
+        A, B = svd_factors(W, k)
+        Aw, Bw, _ = whitened_svd_factors(W, X.t() @ X, k)
+        A2, B2 = asvd_factors(W, X.abs().mean(0), k)
+        e = {name: float(((W - a @ b) @ X.t()).norm()) for name, (a, b) in
+             {"svd": (A, B), "svd-llm": (Aw, Bw), "asvd": (A2, B2)}.items()}
+        assert e["svd-llm"] <= e["svd"] + 1e-9 and e["svd-llm"] <= e["asvd"] + 1e-9, e
+        # Plain SVD is the weight-space optimum instead.
+        assert float((W - A @ B).norm()) <= float((W - Aw @ Bw).norm()) + 1e-9
+
+
+def test_asvd_with_alpha_zero_is_plain_svd_and_scaling_is_undone():
+    W, X = _layer(4)
+    A, B = svd_factors(W, 7)
+    A0, B0 = asvd_factors(W, X.abs().mean(0), 7, alpha=0.0)
+    torch.testing.assert_close(A0 @ B0, A @ B)
+    A1, B1 = asvd_factors(W, X.abs().mean(0), min(W.shape), alpha=0.5)
+    torch.testing.assert_close(A1 @ B1, W, rtol=0, atol=1e-9)
+
+
+def test_rank_for_ratio_counts_parameters_removed():
+    assert rank_for_ratio(576, 576, 0.2) == 230  # 230 * 1152 = 264,960 <= 0.8 * 331,776 = 265,420.8
+    k = rank_for_ratio(1536, 576, 0.4)
+    assert k * (1536 + 576) <= 0.6 * 1536 * 576 < (k + 1) * (1536 + 576)
+    assert rank_for_ratio(10, 10, 0.0) == 5
+
+
+def test_rank_larger_than_the_matrix_is_refused():
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[1, 24\]"):
+        svd_factors(torch.randn(24, 40), 25)
+    net = nn.Sequential(nn.Linear(16, 8))
+    with pytest.raises(ValueError, match=r"layer '0': rank 9 is larger than its \(8, 16\) matrix allows"):
+        compress(net, LowRank(rank=9))
+    for bad in (-0.1, 1.0, True):
+        with pytest.raises(ValueError, match="fraction of parameters removed"):
+            LowRank(ratio=bad)
+    with pytest.raises(ValueError, match="method"):
+        LowRank(method="tucker")
+
+
+@pytest.mark.parametrize("method", ["svd", "asvd", "svd-llm"])
+def test_lowrank_transform_shrinks_layers_and_leaves_the_callers_model(method):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 32))
+    before = copy.deepcopy(net.state_dict())
+    g = torch.Generator().manual_seed(0)
+    calib = [torch.randn(128, 64, generator=g) for _ in range(2)]
+    res = compress(net, LowRank(0.4, method=method), calib=calib)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    first = res.model[0]
+    assert isinstance(first, LowRankLinear) and first.rank == rank_for_ratio(96, 64, 0.4)
+    n0 = 64 * 96
+    assert first.rank * (64 + 96) <= 0.6 * n0
+    assert res.report.bytes_after < 0.62 * res.report.bytes_before
+    x = torch.randn(4, 64)
+    torch.testing.assert_close(first(x), x @ first.effective_weight().t() + net[0].bias)
+    assert CompressionConfig.from_json(LowRank(0.4, method=method).to_json()) == LowRank(0.4, method=method)
+
+
+def test_svd_llm_beats_svd_on_a_real_layer_output_through_compress():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(48, 48))
+    g = torch.Generator().manual_seed(1)
+    mix = torch.randn(8, 48, generator=g)
+    calib = [(torch.randn(256, 8, generator=g) @ mix) * torch.logspace(-1, 1, 48) for _ in range(2)]
+    x = torch.cat(calib)
+    with torch.no_grad():
+        ref = net(x)
+        err = {m: float((compress(net, LowRank(0.5, method=m), calib=calib).model(x) - ref).norm()) for m in ("svd", "svd-llm")}
+    assert err["svd-llm"] < 0.5 * err["svd"]
