@@ -58,11 +58,12 @@ def kv_markdown(rows: list[dict]) -> str:
 
 def kernel_markdown(rows: list[dict]) -> str:
     """The 2:4 semi-structured MLP timing rows of :func:`~qlite.classical.sparse.benchmark_semi_structured_mlp`."""
-    L = ["| tokens | dtype | gate dense / 2:4 ms (x) | up dense / 2:4 ms (x) | down dense / 2:4 ms (x) | MLP dense / 2:4 ms | MLP speed-up | max abs diff |",
-         "|---:|---|---|---|---|---|---:|---:|"]
+    L = ["| hidden -> intermediate | tokens | dtype | gate dense / 2:4 ms (x) | up dense / 2:4 ms (x) | down dense / 2:4 ms (x) | MLP dense / 2:4 ms | MLP speed-up | max abs diff |",
+         "|---|---:|---|---|---|---|---|---:|---:|"]
     for r in rows:
         cells = [f"{r[k]['dense_ms']:.4f} / {r[k]['sparse_ms']:.4f} ({r[k]['speedup']:.2f})" for k in ("gate", "up", "down")]
-        L.append(f"| {r['tokens']} | {r['dtype']} | " + " | ".join(cells) + f" | {r['mlp']['dense_ms']:.4f} / "
+        shape = f"{r['hidden']} -> {r['intermediate']}" if "hidden" in r else "576 -> 1536"
+        L.append(f"| {shape} | {r['tokens']} | {r['dtype']} | " + " | ".join(cells) + f" | {r['mlp']['dense_ms']:.4f} / "
                  f"{r['mlp']['sparse_ms']:.4f} | {r['mlp']['speedup']:.2f} | {r['max_abs_diff']:.2e} |")
     return "\n".join(L)
 
@@ -107,9 +108,9 @@ def write_kernel_results(stem: str | Path, rows: list[dict], *, setup: dict, mac
     stem = Path(stem)
     meta = machine or machine_info()
     write_json(stem.with_suffix(".json"), {"machine": meta, "setup": setup, "rows": rows})
-    L = ["# 2:4 semi-structured sparse kernels: SmolLM2-135M-shaped SwiGLU MLP, dense vs 2:4", "",
+    L = ["# 2:4 semi-structured sparse kernels: SwiGLU MLP matmuls, dense vs 2:4", "",
          f"Measured {meta['date']} on GPU {meta['cuda_device']} (host CPU {meta['cpu']}); torch {meta['torch']}.", "",
-         "Random weights of the model's shapes pruned 2:4 by magnitude (no model file needed); median of CUDA-event "
+         "Random weights of the given shapes (SmolLM2-135M's, and larger models' for context) pruned 2:4 by magnitude (no model file needed); median of CUDA-event "
          "timings; speed-up = dense / 2:4 (> 1 means the sparse kernel is faster).", ""]
     L += [f"- {k}: {v}" for k, v in setup.items()]
     L += ["", kernel_markdown(rows), ""]

@@ -56,6 +56,9 @@ def main() -> None:
     p.add_argument("--no-kv", action="store_true", help="skip the KV-cache rows")
     p.add_argument("--kv-only", action="store_true", help="only the KV-cache rows, added to the existing .json results")
     p.add_argument("--kernel-only", action="store_true", help="only the 2:4 semi-structured MLP timing (needs CUDA)")
+    p.add_argument("--kernel-shapes", nargs="+", default=["576x1536", "2048x8192", "4096x11008"],
+                   help="hidden x intermediate MLP shapes of the 2:4 timing (SmolLM2-135M, a 1-2B model, LLaMA-7B)")
+    p.add_argument("--kernel-dtypes", nargs="+", default=["float16", "bfloat16"])
     p.add_argument("--note", action="append", default=[], help="a line added to the notes of the results")
     p.add_argument("--report-only", action="store_true", help="rewrite the .md/.json from the existing .json (no model "
                    "is loaded), adding any --note lines")
@@ -66,9 +69,15 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     if a.kernel_only:
-        rows = benchmark_semi_structured_mlp(device=a.device, seed=a.seed)
-        write_kernel_results(a.out + ".kernel24", rows, setup={"command": "python experiments/sparsity_lowrank.py --kernel-only "
-                             f"--device {a.device}", "shapes": "gate/up 576 -> 1536, down 1536 -> 576 (SmolLM2-135M)"})
+        rows = []
+        for shape in a.kernel_shapes:
+            hidden, inter = (int(v) for v in shape.lower().split("x"))
+            for dt in a.kernel_dtypes:
+                rows += benchmark_semi_structured_mlp(hidden=hidden, intermediate=inter, dtype=getattr(torch, dt),
+                                                      device=a.device, seed=a.seed)
+        write_kernel_results(a.out + ".kernel24", rows, setup={
+            "command": f"python experiments/sparsity_lowrank.py --kernel-only --device {a.device}",
+            "shapes": "gate/up hidden -> intermediate, down intermediate -> hidden; 576 x 1536 is SmolLM2-135M's"})
         logging.info("wrote %s.kernel24.md", a.out)
         return
     if a.report_only:

@@ -105,7 +105,7 @@ def benchmark_semi_structured_mlp(
     for t in tokens:
         x = torch.randn(t, hidden, generator=g).to(device, dtype)
         h = torch.randn(t, intermediate, generator=g).to(device, dtype)
-        row = {"tokens": t, "dtype": str(dtype).replace("torch.", "")}
+        row = {"hidden": hidden, "intermediate": intermediate, "tokens": t, "dtype": str(dtype).replace("torch.", "")}
         for k in shapes:
             inp = h if k == "down" else x
             d = _time_ms(lambda: F.linear(inp, dense[k]), repeats)
