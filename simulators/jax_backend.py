@@ -20,9 +20,11 @@ float64 batch runs inside the scoped context manager ``jax.enable_x64(True)`` (a
 float64 program), so other JAX code in the process keeps its configuration.
 
 Devices: data moves torch -> JAX through NumPy on the CPU, and through DLPack (no copy) when the
-tensors are on CUDA and JAX has a GPU; otherwise CUDA tensors are copied through the host. On a GPU,
-set ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` before JAX starts: by default JAX takes 75 % of the
-card's memory at its first call, which leaves too little for torch.
+tensors are on CUDA and JAX has a GPU; otherwise CUDA tensors are copied through the host. JAX by
+default takes 75 % of the card's memory at its first call, which leaves too little for torch on the
+same GPU: when this backend is the first to import JAX it sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+unless the variable is already set (measured: the PennyLane rows of the GPU benchmark ran out of
+memory after the JAX rows without it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import sys
 
 import numpy as np
 import torch
@@ -53,6 +57,8 @@ JAX_GATES = tuple(sorted(set(_FIXED) | set(_PARAMETRIC)))
 
 
 def _jax():
+    if "jax" not in sys.modules:  # the switch is read once, when JAX starts
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     jax = require("jax", _EXTRA, "backend 'jax'")
     return jax, jax.numpy
 

@@ -68,6 +68,25 @@ def _time_ms(fn, repeats: int, warmup: int = 5) -> float:
     return statistics.median(times)
 
 
+def _graphed(fn):
+    """``fn`` captured once as a CUDA graph; returns the replay. Replaying removes the host-side cost of
+    each call (PyTorch's cuSPARSELt path builds its matmul plan and descriptors on every call), so a
+    graphed timing is the kernels' own."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return g.replay
+
+
+_KERNELS = ("cusparselt", "cutlass")
+
+
 @torch.no_grad()
 def benchmark_semi_structured_mlp(
     *,
@@ -76,27 +95,34 @@ def benchmark_semi_structured_mlp(
     tokens: tuple[int, ...] = (1, 16, 128, 512, 2048, 8192),
     dtype: torch.dtype = torch.float16,
     device="cuda",
+    kernels: tuple[str, ...] = _KERNELS,
     repeats: int = 50,
     seed: int = 0,
 ) -> list[dict]:
-    """Median time of the three MLP matmuls (and of the whole SwiGLU MLP) dense vs 2:4 sparse.
+    """Median time of the three MLP matmuls (and of the whole SwiGLU MLP) dense vs 2:4 sparse, per
+    sparse kernel family (``"cusparselt"``, ``"cutlass"``: PyTorch's two 2:4 backends).
 
     Weights are random (``torch.randn / sqrt(fan_in)``, generator seeded by ``seed``) and pruned to 2:4
-    by magnitude; inputs are ``(tokens, hidden)``. Returns one dict per token count with
-    ``dense_ms``, ``sparse_ms``, ``speedup`` for ``mlp`` and for each projection, and the max abs
-    difference between the sparse kernel and a dense matmul of the same pruned weights.
+    by magnitude; inputs are ``(tokens, hidden)``. Returns one dict per (token count, kernel) with
+    ``dense_ms``, ``sparse_ms``, ``speedup`` for each projection and for ``mlp`` (eager calls, host
+    overhead included, as a model would run them) and ``mlp_graph`` (the MLP replayed as a CUDA graph:
+    kernel time only), and the max abs difference between the sparse MLP and the dense MLP of the same
+    pruned weights. A kernel family that fails on this GPU gives a row with ``error``.
     """
-    from torch.sparse import to_sparse_semi_structured
+    from torch.sparse import SparseSemiStructuredTensorCUSPARSELT, SparseSemiStructuredTensorCUTLASS
 
     device = _check_cuda(device)
+    unknown = set(kernels) - set(_KERNELS)
+    if unknown:
+        raise ValueError(f"kernels must be among {_KERNELS}, got {sorted(unknown)}")
+    make = {"cusparselt": SparseSemiStructuredTensorCUSPARSELT.from_dense,
+            "cutlass": SparseSemiStructuredTensorCUTLASS.from_dense}
     g = torch.Generator(device="cpu").manual_seed(seed)
     shapes = {"gate": (intermediate, hidden), "up": (intermediate, hidden), "down": (hidden, intermediate)}
-    dense, sparse = {}, {}
+    dense = {}
     for k, (o, i) in shapes.items():
         w = torch.randn(o, i, generator=g) / i**0.5
-        w = w * nm_mask(w.abs(), NMPattern(2, 4))
-        dense[k] = w.to(device, dtype)
-        sparse[k] = to_sparse_semi_structured(dense[k])
+        dense[k] = (w * nm_mask(w.abs(), NMPattern(2, 4))).to(device, dtype)
 
     def mlp(W, x):
         return F.linear(F.silu(F.linear(x, W["gate"])) * F.linear(x, W["up"]), W["down"])
@@ -105,15 +131,22 @@ def benchmark_semi_structured_mlp(
     for t in tokens:
         x = torch.randn(t, hidden, generator=g).to(device, dtype)
         h = torch.randn(t, intermediate, generator=g).to(device, dtype)
-        row = {"hidden": hidden, "intermediate": intermediate, "tokens": t, "dtype": str(dtype).replace("torch.", "")}
-        for k in shapes:
-            inp = h if k == "down" else x
-            d = _time_ms(lambda: F.linear(inp, dense[k]), repeats)
-            s = _time_ms(lambda: F.linear(inp, sparse[k]), repeats)
-            row[k] = {"dense_ms": d, "sparse_ms": s, "speedup": d / s}
-        d = _time_ms(lambda: mlp(dense, x), repeats)
-        s = _time_ms(lambda: mlp(sparse, x), repeats)
-        row["mlp"] = {"dense_ms": d, "sparse_ms": s, "speedup": d / s}
-        row["max_abs_diff"] = float((mlp(dense, x).float() - mlp(sparse, x).float()).abs().max())
-        rows.append(row)
+        base = {"hidden": hidden, "intermediate": intermediate, "tokens": t, "dtype": str(dtype).replace("torch.", "")}
+        dense_ms = {k: _time_ms(lambda k=k: F.linear(h if k == "down" else x, dense[k]), repeats) for k in shapes}
+        dense_ms["mlp"] = _time_ms(lambda: mlp(dense, x), repeats)
+        dense_ms["mlp_graph"] = _time_ms(_graphed(lambda: mlp(dense, x)), repeats)
+        for kern in kernels:
+            row = {**base, "kernel": kern}
+            try:
+                sparse = {k: make[kern](w) for k, w in dense.items()}
+                sparse_ms = {k: _time_ms(lambda k=k: F.linear(h if k == "down" else x, sparse[k]), repeats) for k in shapes}
+                sparse_ms["mlp"] = _time_ms(lambda: mlp(sparse, x), repeats)
+                sparse_ms["mlp_graph"] = _time_ms(_graphed(lambda: mlp(sparse, x)), repeats)
+                row["max_abs_diff"] = float((mlp(dense, x).float() - mlp(sparse, x).float()).abs().max())
+            except Exception as err:  # a kernel family this GPU / build lacks: say so in the table
+                rows.append({**row, "error": f"{type(err).__name__}: {str(err)[:120]}"})
+                continue
+            for k in sparse_ms:
+                row[k] = {"dense_ms": dense_ms[k], "sparse_ms": sparse_ms[k], "speedup": dense_ms[k] / sparse_ms[k]}
+            rows.append(row)
     return rows

@@ -29,4 +29,7 @@ def test_semi_structured_linear_matches_dense_on_gpu():
     with pytest.raises(ValueError, match="no 2:4 SparseLinear"):
         to_semi_structured(nn.Sequential(nn.Linear(64, 64)))
     rows = benchmark_semi_structured_mlp(tokens=(128,), repeats=5)
-    assert rows[0]["mlp"]["speedup"] > 0 and rows[0]["max_abs_diff"] < 0.1
+    ok = [r for r in rows if "error" not in r]
+    assert ok, rows
+    for r in ok:
+        assert r["mlp"]["speedup"] > 0 and r["mlp_graph"]["speedup"] > 0 and r["max_abs_diff"] < 0.1
