@@ -61,10 +61,11 @@ def kernel_markdown(rows: list[dict]) -> str:
     L = ["| hidden -> intermediate | tokens | dtype | 2:4 kernel | gate x | up x | down x | MLP dense / 2:4 ms (eager) | "
          "MLP x (eager) | MLP dense / 2:4 ms (CUDA graph) | MLP x (graph) | max abs diff |",
          "|---|---:|---|---|---:|---:|---:|---|---:|---|---:|---:|"]
+    errors: dict[tuple, list[str]] = {}  # one line per distinct failure, not one per row
     for r in rows:
         head = f"| {r['hidden']} -> {r['intermediate']} | {r['tokens']} | {r['dtype']} | {r.get('kernel', 'cusparselt')} |"
         if "error" in r:
-            L.append(head + f" {r['error']} | | | | | | | |")
+            errors.setdefault((r.get("kernel"), r["error"]), []).append(f"{r['hidden']}x{r['intermediate']}/{r['tokens']}/{r['dtype']}")
             continue
         def ms(k):
             return f"{r[k]['dense_ms']:.4f} / {r[k]['sparse_ms']:.4f}"
@@ -72,6 +73,8 @@ def kernel_markdown(rows: list[dict]) -> str:
         graph = (ms("mlp_graph"), f"{r['mlp_graph']['speedup']:.2f}") if "mlp_graph" in r else ("", "")
         L.append(head + " " + " | ".join(f"{r[k]['speedup']:.2f}" for k in ("gate", "up", "down")) +
                  f" | {ms('mlp')} | {r['mlp']['speedup']:.2f} | {graph[0]} | {graph[1]} | {r['max_abs_diff']:.2e} |")
+    for (kernel, err), where in errors.items():
+        L.append(f"\n{kernel} failed in {len(where)} of the rows ({where[0]} ... {where[-1]}): {err}")
     return "\n".join(L)
 
 
@@ -110,11 +113,12 @@ def write_study_results(stem: str | Path, *, title: str, setup: dict, suite: Sui
     stem.with_suffix(".md").write_text("\n".join(L) + "\n")
 
 
-def write_kernel_results(stem: str | Path, rows: list[dict], *, setup: dict, machine: dict | None = None) -> None:
+def write_kernel_results(stem: str | Path, rows: list[dict], *, setup: dict, machine: dict | None = None,
+                         notes: list[str] = ()) -> None:
     """``stem.json`` / ``stem.md`` for the 2:4 kernel timing (a GPU run)."""
     stem = Path(stem)
     meta = machine or machine_info()
-    write_json(stem.with_suffix(".json"), {"machine": meta, "setup": setup, "rows": rows})
+    write_json(stem.with_suffix(".json"), {"machine": meta, "setup": setup, "rows": rows, "notes": list(notes)})
     L = ["# 2:4 semi-structured sparse kernels: SwiGLU MLP matmuls, dense vs 2:4", "",
          f"Measured {meta['date']} on GPU {meta['cuda_device']} (host CPU {meta['cpu']}); torch {meta['torch']}.", "",
          "Random weights of the given shapes (SmolLM2-135M's, and larger models' for context) pruned 2:4 by magnitude (no model file needed); median of CUDA-event "
@@ -123,4 +127,6 @@ def write_kernel_results(stem: str | Path, rows: list[dict], *, setup: dict, mac
          "whole MLP, so they time the kernels alone.", ""]
     L += [f"- {k}: {v}" for k, v in setup.items()]
     L += ["", kernel_markdown(rows), ""]
+    if notes:
+        L += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     stem.with_suffix(".md").write_text("\n".join(L) + "\n")

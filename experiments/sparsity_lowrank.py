@@ -77,7 +77,7 @@ def main() -> None:
                                                       device=a.device, seed=a.seed)
         write_kernel_results(a.out + "_kernel24", rows, setup={
             "command": f"python experiments/sparsity_lowrank.py --kernel-only --device {a.device}",
-            "shapes": "gate/up hidden -> intermediate, down intermediate -> hidden; 576 x 1536 is SmolLM2-135M's"})
+            "shapes": "gate/up hidden -> intermediate, down intermediate -> hidden; 576 x 1536 is SmolLM2-135M's"}, notes=a.note)
         logging.info("wrote %s_kernel24.md", a.out)
         return
     if a.report_only:
