@@ -21,7 +21,9 @@ def main():
     ap.add_argument("--qubit-points", type=int, default=None)
     ap.add_argument("--strategies", nargs="+", default=["auto"])
     ap.add_argument("--no-pennylane", action="store_true")
-    ap.add_argument("--pennylane-max-points", type=int, default=None)
+    ap.add_argument("--pennylane-max-points", type=int, default=None,
+                    help="largest batch given a PennyLane row (default: all on a GPU, 16384 on a CPU, where "
+                         "default.qubit's backprop of 65,536 points was OOM-killed on a 24 GiB machine)")
     ap.add_argument("--backends", nargs="*", default=None,
                     help="simulator backends given one row each (default: torch pennylane jax qiskit; none with --quick)")
     ap.add_argument("--backend-points", type=int, nargs="+", default=[1024])
@@ -38,7 +40,7 @@ def main():
         qubit_points=args.qubit_points or (1024 if quick else 65536),
         device=args.device,
         pennylane=not args.no_pennylane,
-        pennylane_max_points=args.pennylane_max_points,
+        pennylane_max_points=args.pennylane_max_points or (None if args.device.startswith("cuda") else 16384),
         repeats=args.repeats or (3 if quick else 7),
         strategies=tuple(args.strategies),
         backends=tuple(args.backends if args.backends is not None else (() if quick else ("torch", "pennylane", "jax", "qiskit"))),
