@@ -57,7 +57,7 @@ def random_case(seed: int, n_qubits: int, n_gates: int = 12, batch: int = 3, dty
 
 def weighted_loss(out: torch.Tensor) -> torch.Tensor:
     """A loss that weighs outputs differently, so gradient errors cannot cancel."""
-    return (out * torch.linspace(0.5, 1.5, out.shape[-1], dtype=out.dtype)).sum() + (out**2).sum()
+    return (out * torch.linspace(0.5, 1.5, out.shape[-1], dtype=out.dtype, device=out.device)).sum() + (out**2).sum()
 
 
 def reference(circuit, w, x, pennylane: bool = False):
