@@ -3,7 +3,6 @@ write the JSON + Markdown results (used by ``experiments/quantization.py``)."""
 
 from __future__ import annotations
 
-import copy
 import gc
 import json
 import logging

@@ -40,6 +40,16 @@ def call_model(model: nn.Module, x: Any):
     return model(x)
 
 
+def output_logits(out) -> torch.Tensor:
+    """The logits of a model's output: a tensor, an object with ``.logits`` (transformers), or the
+    first element of a tuple."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "logits"):
+        return out.logits
+    return out[0]
+
+
 def move(obj: Any, device: torch.device | str | None):
     """Move the tensors of a (nested) argument structure to ``device``."""
     if device is None:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import skipped
-from .calibration import call_model
+from .calibration import call_model, output_logits
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,6 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, kind:
     else:
         out = per_pos.mean()
     return out * temperature**2
-
-
-def _logits(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "logits"):
-        return out.logits
-    return out[0]
 
 
 def lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -137,7 +129,7 @@ def train_student(
         with torch.enable_grad():
             for step in range(steps):
                 x = batches[step % len(batches)]
-                s_logits = _logits(call_model(student, x))
+                s_logits = output_logits(call_model(student, x))
                 if loss == "lm":
                     ids = _ids(x)
                     if ids is None:
@@ -145,7 +137,7 @@ def train_student(
                     value = lm_loss(s_logits, ids)
                 else:
                     with torch.no_grad():
-                        t_logits = _logits(call_model(teacher, x))
+                        t_logits = output_logits(call_model(teacher, x))
                     value = kd_loss(s_logits, t_logits, kind=loss, alpha=alpha, temperature=temperature)
                 opt.zero_grad(set_to_none=True)
                 value.backward()

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .calibration import output_logits
 from .transform import state_bytes
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ def calibration_segments(tokens: torch.Tensor, n: int, seqlen: int, seed: int = 
     return [tokens[s : s + seqlen].reshape(1, seqlen).clone() for s in starts.tolist()]
 
 
-def _logits(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "logits"):
-        return out.logits
-    return out[0]
-
-
 def _device(model: nn.Module):
     for p in model.parameters():
         return p.device
@@ -88,7 +81,7 @@ def perplexity(model: nn.Module, tokens: torch.Tensor, *, seqlen: int = 512, n_w
     nll_sum, count = 0.0, 0
     for b in range(0, n, batch_size):
         x = windows[b : b + batch_size].to(dev)
-        logits = _logits(model(x)).float()  # (B, T, V)
+        logits = output_logits(model(x)).float()  # (B, T, V)
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum"
         )
@@ -131,7 +124,7 @@ def measure_latency(model: nn.Module, prompt: torch.Tensor, *, decode_tokens: in
         return time.perf_counter() - t0, out
 
     def decode(out):
-        nxt = _logits(out)[:, -1:].argmax(-1)
+        nxt = output_logits(out)[:, -1:].argmax(-1)
         seq = prompt
         past = getattr(out, cache) if cache else None
         _sync(dev)
@@ -143,7 +136,7 @@ def measure_latency(model: nn.Module, prompt: torch.Tensor, *, decode_tokens: in
             else:
                 seq = torch.cat([seq, nxt], dim=1)
                 out = model(seq)
-            nxt = _logits(out)[:, -1:].argmax(-1)
+            nxt = output_logits(out)[:, -1:].argmax(-1)
         _sync(dev)
         return (time.perf_counter() - t0) / decode_tokens
 

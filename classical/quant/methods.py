@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..calibration import ActivationObserver, Group
+from ..calibration import ActivationObserver
 from ..granularity import PerTensor
 from ..transform import LinearTransform, output_rel_error, transform_for
 from . import awq as _awq

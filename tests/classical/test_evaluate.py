@@ -1,6 +1,5 @@
 """The evaluation protocol on models with analytic perplexity."""
 
-import math
 
 import pytest
 import torch

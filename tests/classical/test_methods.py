@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, PerGroup, QuantizedLinear, SmoothQuant, compress
+from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, QuantizedLinear, SmoothQuant, compress
 from qlite.classical.quant.awq import search_clip, search_scale
 from qlite.classical.quant.primitives import fake_quantize, quantize_per_token
 
@@ -162,7 +162,6 @@ def test_quantized_bytes_are_real():
 def test_sequential_calibration_feeds_compressed_outputs_forward():
     """Block 2's GPTQ Hessian must come from block 1's *quantized* outputs (GPTQ Sec. 4)."""
     from qlite.classical.quant.gptq import gptq_quantize
-    from qlite.classical.quant.primitives import dequantize_weight
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(32, 32, bias=False), nn.Linear(32, 8, bias=False))

