@@ -96,10 +96,15 @@ class _Run:
         self.n_obs = n_obs
         self.cdtype = cdtype
 
-    def _diag(self, l, pre, x):
+    def _diag(self, l, pre, x, conj: bool = False):
+        """The l-th encoding's phases (D, B); ``conj`` builds their conjugate directly from the negated
+        angles (multiplying by a lazily conjugated (D, B) tensor would copy it first)."""
         wires, index, scale, _, z_hi, z_lo = self.c.encodings[l]
-        d = ops.encoding_diagonal(ops.wire_angles(x, wires, index, scale, self.n), z_hi, z_lo, self.cdtype)
-        return d if pre is None else d * pre[:, None]
+        a = ops.wire_angles(x, wires, index, scale, self.n)
+        d = ops.encoding_diagonal(-a if conj else a, z_hi, z_lo, self.cdtype)
+        if pre is None:
+            return d
+        return d * (pre.conj().resolve_conj() if conj else pre)[:, None]
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x, psi0, tensors, keep: list | None = None):
@@ -138,15 +143,15 @@ class _Run:
         complex tensor is ``2 * dL/d conj(z)``, hence the factors 2. With ``kept`` (the states
         entering each operation, stored by the forward) the states are read instead of recomputed,
         which saves one product per operation when memory allows."""
-        phi = torch.zeros_like(psi)
+        phi = None
         for rotation, m, cols in self.c.groups:
             s = psi
             for wire, mat in rotation:
                 s = ops.apply_chunk(s, mat, wire, 1)
-            part = s * (m @ g[:, cols].transpose(0, 1))
+            part = ops.scale_real(s, m @ g[:, cols].transpose(0, 1))
             for wire, mat in reversed(rotation):
                 part = ops.apply_chunk(part, mat.mH, wire, 1)
-            phi = phi + part
+            phi = part if phi is None else phi + part
         grads = [None] * len(tensors)
         gx = torch.zeros_like(x) if need_x else None
         for i in reversed(range(len(self.ops))):
@@ -169,7 +174,7 @@ class _Run:
                     grads[ti] = 2 * ops.chunk_grad_blocks(phi, psi_in, before, width)
                 psi, phi = psi_in, ops.apply_chunk_blocks(phi, adj, before, width)
             elif kind == "enc":
-                d = self._diag(op[1], op[2], x).conj()
+                d = self._diag(op[1], op[2], x, conj=True)
                 if need_x:
                     wires, index, scale, zsign = self.c.encodings[op[1]][:4]
                     t = phi.real * psi.imag - phi.imag * psi.real  # Im(conj(phi) psi), (D, B)

@@ -103,6 +103,12 @@ def probabilities(x: torch.Tensor) -> torch.Tensor:
     return re * re + im * im
 
 
+def scale_real(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``z * r`` for complex ``z`` and real ``r`` of the same shape, without first copying ``r`` to a
+    complex tensor (torch's type promotion would)."""
+    return torch.view_as_complex(torch.view_as_real(z) * r.unsqueeze(-1))
+
+
 def kron_all(mats: list[torch.Tensor]) -> torch.Tensor:
     out = mats[0]
     for m in mats[1:]:
