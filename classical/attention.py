@@ -47,11 +47,29 @@ def _head_dim(m: nn.Module) -> int | None:
     return None
 
 
+def _is_projection(m) -> bool:
+    """A linear layer, or a compressed one standing in for it (``LowRankLinear``, ``QuantizedLinear``,
+    ``SparseLinear``: anything with integer ``in_features`` / ``out_features``)."""
+    if m is None:
+        return False
+    return is_linear(m) or (isinstance(getattr(m, "in_features", None), int) and isinstance(getattr(m, "out_features", None), int))
+
+
+def require_plain_projections(info: "AttentionInfo", names: tuple[str, ...], tool: str) -> None:
+    """Tools that edit projection weights need plain linear layers: a ValueError naming the layer and
+    the order to apply the steps in otherwise."""
+    for p in names:
+        mod = getattr(info.module, p)
+        if not is_linear(mod):
+            raise ValueError(f"{tool}: {info.name}.{p} is a {type(mod).__name__}, not a plain linear layer; apply "
+                             f"{tool} before low-rank factorisation, sparsity or quantization of the attention")
+
+
 def attention_modules(model: nn.Module) -> list[AttentionInfo]:
     """Every attention module of ``model`` (see the module docstring), in ``named_modules`` order."""
     out = []
     for name, m in model.named_modules():
-        if not all(is_linear(getattr(m, p, None) or nn.Identity()) for p in PROJECTIONS):
+        if not all(_is_projection(getattr(m, p, None)) for p in PROJECTIONS):
             continue
         hd = _head_dim(m)
         if hd is None:

@@ -119,7 +119,7 @@ def train_student(
         raise ValueError("nothing to train: no parameter requires grad")
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    was = student.training
+    was, teacher_was = student.training, None if teacher is None else teacher.training
     student.train()
     if teacher is not None:
         teacher.eval()
@@ -147,6 +147,8 @@ def train_student(
                     log.info("distill step %d/%d: %s loss %.4f (%.1fs)", step + 1, steps, loss, history[-1], time.perf_counter() - t0)
     finally:
         student.train(was)
+        if teacher is not None:
+            teacher.train(teacher_was)  # the caller's teacher leaves in the mode it came in
     return history
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import require_attention
+from .attention import require_attention, require_plain_projections
+from .blocks import skipped
 from .config import CompressionConfig
 from .transform import LayerRecord, Transform, state_bytes, transform_for
 
@@ -65,12 +66,19 @@ def convert_gqa(model: nn.Module, num_kv_heads: int, *, inplace: bool = False, s
         if not isinstance(num_kv_heads, int) or isinstance(num_kv_heads, bool) or num_kv_heads < 1 or a.n_heads % num_kv_heads:
             raise ValueError(f"convert_gqa: num_kv_heads must be a positive divisor of the {a.n_heads} query heads of "
                              f"{a.name!r}, got {num_kv_heads!r}")
+    todo = [a for a in infos if not skipped(a.name, skip)]
+    if not todo:
+        raise ValueError(f"convert_gqa: skip={skip!r} leaves no attention module to convert")
+    if len(todo) != len(infos):
+        # the model config holds one key/value head count for all layers (caches and reloading read it)
+        raise ValueError(f"convert_gqa: skip={skip!r} would convert {len(todo)} of {len(infos)} attention modules; "
+                         "a partial conversion leaves the model config wrong for the skipped layers: convert all or none")
+    for a in todo:
+        require_plain_projections(a, ("k_proj", "v_proj"), "convert_gqa")
     m = model if inplace else copy.deepcopy(model)
     from .attention import attention_modules
 
     for a in attention_modules(m):
-        if any(a.name == s or a.name.startswith(s + ".") for s in skip):
-            continue
         for p in ("k_proj", "v_proj"):
             lin = getattr(a.module, p)
             w, b = pool_kv_heads(lin.weight.detach(), None if lin.bias is None else lin.bias.detach(),

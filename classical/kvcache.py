@@ -161,6 +161,12 @@ def _layers():
             self.values = self.values.gather(2, g)
             self.scores = self.scores.gather(2, keep)
 
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            """Beam search reorders the batch: the accumulated scores follow their keys."""
+            super().reorder_cache(beam_idx)
+            if self.scores is not None:
+                self.scores = self.scores.index_select(0, beam_idx.to(self.scores.device))
+
         def reset(self) -> None:
             super().reset()
             self.scores, self._returned = None, None

@@ -105,6 +105,11 @@ class TensorizedEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
+        # the factor grid covers a padded vocabulary: an id past V would read a padding row, where
+        # nn.Embedding raises (checked off CUDA only: reading the ids there would sync every forward)
+        if not flat.is_cuda and flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.num_embeddings):
+            raise IndexError(f"token ids must lie in [0, {self.num_embeddings}), got "
+                             f"[{int(flat.min())}, {int(flat.max())}]")
         return self.rows(flat).reshape(*ids.shape, self.embedding_dim)
 
     @property

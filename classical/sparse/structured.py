@@ -18,13 +18,14 @@ over the consumer's input channels of the group (Wanda's score aggregated per st
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import attention_modules
+from ..attention import attention_modules, require_plain_projections
 from ..blocks import find_blocks, skipped
 from ..calibration import call_model
 from ..layers import is_linear, linear_weight
@@ -41,8 +42,13 @@ def mlp_groups(model: nn.Module, skip: tuple[str, ...] = ()) -> list[tuple[list[
     out = []
     for i, block in enumerate(blocks.blocks):
         prefix = blocks.name(i)
-        lins = [(f"{prefix}.{n}" if prefix else n, m) for n, m in block.named_modules() if is_linear(m) and n]
-        lins = [(n, m) for n, m in lins if n not in attn_layers and not skipped(n, skip)]
+        full = [(f"{prefix}.{n}" if prefix else n, m) for n, m in block.named_modules() if n]
+        for n, m in full:  # a factorised / compressed layer would be read as two unrelated linears
+            if (not is_linear(m) and isinstance(getattr(m, "in_features", None), int) and n not in attn_layers
+                    and not skipped(n, skip)):
+                raise ValueError(f"StructuredPrune: {n} is a {type(m).__name__}, not a plain linear layer; prune "
+                                 "channels before low-rank factorisation, sparsity or quantization (or skip the layer)")
+        lins = [(n, m) for n, m in full if is_linear(m) and n not in attn_layers and not skipped(n, skip)]
         if not lins:
             continue
         hidden = Counter(linear_weight(m).shape[1] for _, m in lins).most_common(1)[0][0]
@@ -140,6 +146,8 @@ class _StructuredPrune(Transform):
                              "of a non-hidden width) in the model's blocks")
         if "heads" in c.targets and not attns:
             raise ValueError(f"{c.name}: the model has no attention modules with q_proj/k_proj/v_proj/o_proj to prune heads of")
+        for a in attns:
+            require_plain_projections(a, ("q_proj", "k_proj", "v_proj", "o_proj"), c.name)
         names = sorted({n for g in groups for n in (*g[0], g[1])} | {f"{a.name}.{p}" for a in attns for p in ("q_proj", "o_proj")})
         consumers = [g[1] for g in groups] + [f"{a.name}.o_proj" for a in attns]
         calib = list(calib)
@@ -166,6 +174,8 @@ class _StructuredPrune(Transform):
         cfg = getattr(model, "config", None)
         for prods, cons, d in groups:
             score = channel_scores(prods, cons)
+            if c.multiple_of > d:
+                raise ValueError(f"{c.name}: multiple_of={c.multiple_of} exceeds the {d} channels of {cons}'s input")
             keep_n = d - int(round(c.ratio * d))
             if c.multiple_of > 1:
                 keep_n = max(c.multiple_of, keep_n // c.multiple_of * c.multiple_of)
@@ -177,30 +187,44 @@ class _StructuredPrune(Transform):
             replace(cons, _rebuild(m, cols=keep.to(linear_weight(m).device)), tuple(linear_weight(m).shape))
             if cfg is not None and getattr(cfg, "intermediate_size", None) == d:
                 cfg.intermediate_size = keep_n
-        new_heads = None
+        new_heads = new_kv = None
         for a in attns:
             gs, hd = a.group_size, a.head_dim
-            r = int(round(c.ratio * gs))
+            # whole query heads per key/value group, so GQA stays valid; with one query head per group
+            # (multi-head attention) whole groups go: their q, k, v rows and o columns
+            unit, count = (a.n_kv_heads, 1) if gs == 1 else (gs, a.n_kv_heads)
+            r = math.floor(c.ratio * unit + 0.5)
+            what = "key/value heads" if gs == 1 else f"query heads of each key/value group of {gs}"
             if r == 0:
-                log.info("%s: ratio %g removes no head of groups of %d", a.name, c.ratio, gs)
-                continue
-            if r >= gs:
-                raise ValueError(f"{c.name}: ratio {c.ratio} would remove every query head of a key/value group of {gs} "
-                                 f"in {a.name!r}; use a ratio below {(gs - 0.5) / gs:.2f}")
+                raise ValueError(f"{c.name}: ratio {c.ratio} removes none of the {unit} {what} in {a.name!r}; the "
+                                 f"smallest ratio that removes one is {0.5 / unit:.3f} (or drop 'heads' from targets)")
+            if r >= unit:
+                raise ValueError(f"{c.name}: ratio {c.ratio} would remove all {unit} {what} in {a.name!r}; "
+                                 f"use a ratio below {(unit - 0.5) / unit:.2f}")
             col = channel_scores([f"{a.name}.q_proj"], f"{a.name}.o_proj")  # (n_heads * hd,)
-            head = col.reshape(a.n_kv_heads, gs, hd).sum(-1)  # (kv groups, heads per group)
-            kept = torch.topk(head, gs - r, dim=1).indices.sort(dim=1).values  # (kv, gs - r)
-            heads = (kept + torch.arange(a.n_kv_heads, device=kept.device)[:, None] * gs).reshape(-1)
+            head = col.reshape(count, unit, hd).sum(-1) if gs > 1 else col.reshape(1, unit, hd).sum(-1)
+            kept = torch.topk(head, unit - r, dim=1).indices.sort(dim=1).values
+            heads = (kept + torch.arange(kept.shape[0], device=kept.device)[:, None] * unit).reshape(-1)
             ch = (heads[:, None] * hd + torch.arange(hd, device=heads.device)[None, :]).reshape(-1)
-            q, o = a.module.q_proj, a.module.o_proj
-            replace(f"{a.name}.q_proj", _rebuild(q, rows=ch.to(q.weight.device)), tuple(linear_weight(q).shape))
-            replace(f"{a.name}.o_proj", _rebuild(o, cols=ch.to(o.weight.device)), tuple(linear_weight(o).shape))
-            a.module.num_key_value_groups = gs - r
-            if hasattr(a.module, "num_heads"):
-                a.module.num_heads = a.n_kv_heads * (gs - r)
-            new_heads = a.n_kv_heads * (gs - r)
+            mod = a.module
+            edit = [("q_proj", "rows"), ("o_proj", "cols")] + ([("k_proj", "rows"), ("v_proj", "rows")] if gs == 1 else [])
+            for pname, axis in edit:
+                lin = getattr(mod, pname)
+                idx = ch.to(lin.weight.device)
+                replace(f"{a.name}.{pname}", _rebuild(lin, **{axis: idx}), tuple(linear_weight(lin).shape))
+            if gs == 1:
+                new_kv = new_heads = unit - r
+                if hasattr(mod, "num_key_value_heads"):
+                    mod.num_key_value_heads = new_kv
+            else:
+                mod.num_key_value_groups = gs - r
+                new_heads = a.n_kv_heads * (gs - r)
+            if hasattr(mod, "num_heads"):
+                mod.num_heads = new_heads
         if cfg is not None and new_heads is not None and getattr(cfg, "num_attention_heads", None):
             if getattr(cfg, "head_dim", None) is None:
                 cfg.head_dim = cfg.hidden_size // cfg.num_attention_heads  # keep head_dim when the head count changes
             cfg.num_attention_heads = new_heads
+            if new_kv is not None and getattr(cfg, "num_key_value_heads", None):
+                cfg.num_key_value_heads = new_kv
         return records

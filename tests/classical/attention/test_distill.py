@@ -62,7 +62,10 @@ def test_distilling_an_mqa_student_lowers_its_divergence_and_trains_only_kv(tiny
             return sum(float(kd_loss(m(x).logits, teacher(x).logits, kind="reverse")) for x in calib)
 
     d0 = div(student)
+    teacher.train()  # the caller's teacher must leave in the mode it came in
     out, hist = distill(student, teacher, calib, loss="reverse", steps=15, lr=3e-3, trainable=("*.k_proj.*", "*.v_proj.*"))
+    assert teacher.training
+    teacher.eval()
     assert div(out) < 0.7 * d0 and len(hist) == 15
     assert all(torch.equal(snapshot[k], v) for k, v in student.state_dict().items())  # not inplace
     changed = {k for k, v in out.state_dict().items() if not torch.equal(snapshot[k], v)}

@@ -59,3 +59,12 @@ def test_gqa_config_in_a_recipe_and_bad_input(llama_factory):
         compress(nn.Sequential(nn.Linear(4, 4)), GQA(1))
     with pytest.raises(ValueError, match="positive integer"):
         GQA(0)
+    with pytest.raises(ValueError, match="would convert 1 of 2 attention modules"):
+        convert_gqa(model, 1, skip=("model.layers.0*",))
+    with pytest.raises(ValueError, match="leaves no attention module"):
+        convert_gqa(model, 1, skip=("*self_attn",))
+    from qlite.classical import LowRank
+
+    low = compress(model, LowRank(0.3)).model
+    with pytest.raises(ValueError, match=r"k_proj is a LowRankLinear.*apply convert_gqa before"):
+        convert_gqa(low, 1)

@@ -103,6 +103,26 @@ def test_generate_with_compressed_caches(tiny_llm):
     assert out.shape == (1, 18) and hc.layers[0].keys.shape[-2] == 6
 
 
+def test_h2o_scores_follow_their_beams_and_caches_work_after_low_rank(tiny_llm):
+    from qlite.classical import LowRank, compress
+
+    model, (x, *_) = tiny_llm
+    cache = H2OCache(8)
+    kw = cache_kwarg(model)
+    with scoring_attention(model):
+        model(x.expand(2, -1)[:, :6], use_cache=True, **{kw: cache})
+    layer = cache.layers[0]
+    keys, scores = layer.keys.clone(), layer.scores.clone()
+    cache.reorder_cache(torch.tensor([1, 0]))
+    torch.testing.assert_close(layer.keys, keys[[1, 0]])
+    torch.testing.assert_close(layer.scores, scores[[1, 0]])
+    # a low-rank model still has attention the caches can read
+    low = compress(model, LowRank(0.3)).model
+    with scoring_attention(low):
+        out = low.generate(x, max_new_tokens=3, do_sample=False, **{kw: H2OCache(6)})
+    assert out.shape == (1, x.shape[1] + 3)
+
+
 def test_bad_input(tiny_llm):
     model, _ = tiny_llm
     with pytest.raises(ValueError, match="budget 3 is smaller than the sink count"):

@@ -22,6 +22,8 @@ def test_tt_and_tucker_reconstruct_exactly_at_full_rank_and_look_up_rows():
         small = factorize_embedding(emb, method=method, rank=3)
         assert sum(p.numel() for p in small.parameters()) < 0.3 * emb.weight.numel()
         torch.testing.assert_close(small(ids), small.weight[ids])
+        with pytest.raises(IndexError, match=r"token ids must lie in \[0, 100\)"):
+            small(torch.tensor([3, 100]))
 
 
 def test_tt_rank_error_shrinks_with_rank():

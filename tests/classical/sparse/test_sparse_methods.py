@@ -129,8 +129,44 @@ def test_structured_head_pruning_keeps_gqa_valid(tiny_llama, token_calib, import
         torch.testing.assert_close(att.q_proj.weight, orig.self_attn.q_proj.weight[keep])
     x = token_calib[1]
     torch.testing.assert_close(res.model(x).logits, model(x).logits, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="would remove every query head"):
+    with pytest.raises(ValueError, match="would remove all 3 query heads"):
         compress(model, StructuredPrune(0.9, targets=("heads",)), calib=token_calib)
+    with pytest.raises(ValueError, match=r"removes none of the 3 .* smallest ratio that removes one is 0.167"):
+        compress(model, StructuredPrune(0.1, targets=("heads",)), calib=token_calib)
+
+
+def test_structured_head_pruning_of_multi_head_attention_removes_whole_heads(token_calib):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=4, head_dim=8, max_position_embeddings=128)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():  # silence heads 1 and 3: pruning them must not change the output
+        for layer in model.model.layers:
+            for h in (1, 3):
+                layer.self_attn.o_proj.weight[:, h * 8:(h + 1) * 8] = 0
+    res = compress(model, StructuredPrune(0.5, targets=("heads",)), calib=token_calib)
+    keep = torch.cat([torch.arange(h * 8, (h + 1) * 8) for h in (0, 2)])
+    for layer, orig in zip(res.model.model.layers, model.model.layers):
+        att = layer.self_attn
+        assert att.q_proj.weight.shape == att.k_proj.weight.shape == att.v_proj.weight.shape == (16, 32)
+        torch.testing.assert_close(att.k_proj.weight, orig.self_attn.k_proj.weight[keep])
+    assert res.model.config.num_key_value_heads == res.model.config.num_attention_heads == 2
+    x = token_calib[1]
+    torch.testing.assert_close(res.model(x).logits, model(x).logits, rtol=1e-5, atol=1e-5)
+    assert model.model.layers[0].self_attn.q_proj.weight.shape == (32, 32)  # the caller's model is untouched
+
+
+def test_structured_pruning_refuses_factorised_layers(tiny_llama, token_calib):
+    from qlite.classical import LowRank
+
+    low = compress(tiny_llama, LowRank(0.3)).model
+    with pytest.raises(ValueError, match="is a LowRankLinear, not a plain linear layer"):
+        compress(low, StructuredPrune(0.2), calib=token_calib)
+    with pytest.raises(ValueError, match="is a LowRankLinear, not a plain linear layer"):
+        compress(low, StructuredPrune(0.34, targets=("heads",)), calib=token_calib)
+    with pytest.raises(ValueError, match="multiple_of=512 exceeds the 80 channels"):
+        compress(tiny_llama, StructuredPrune(0.2, multiple_of=512), calib=token_calib)
 
 
 def test_structured_pruning_needs_mlp_or_attention():
