@@ -42,5 +42,6 @@ def pennylane_expvals(circuit, weights, x):
             out.append(qml.expval(op))
         return out
 
-    res = f(weights, x)
-    return torch.stack([r.real if r.is_complex() else r for r in res], -1)
+    res = torch.stack([r.real if r.is_complex() else r for r in f(weights, x)], -1)
+    # a circuit that reads no input is not broadcast by PennyLane: give it the batch shape of x
+    return res.expand(*x.shape[:-1], res.shape[-1]) if res.dim() < x.dim() else res
