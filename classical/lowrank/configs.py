@@ -22,6 +22,14 @@ class LowRank(CompressionConfig):
         rank: an explicit rank instead of ``ratio`` (must not exceed ``min(in, out)`` of any target).
         alpha: ASVD's scaling exponent (0.5 in the paper).
         damp: SVD-LLM's relative diagonal dampening of the covariance before its Cholesky factorisation.
+        allocation: ``"uniform"`` (every layer loses ``ratio`` of its parameters) or ``"sensitivity"``
+            (ASVD's rank search, :mod:`~qlite.classical.lowrank.allocation`: per-layer ranks from the
+            loss on calibration inputs, ``ratio`` of all targeted parameters removed overall; layers
+            may stay dense). Needs calibration data, for every method.
+        search_samples: calibration inputs the sensitivity search measures its losses on (the first
+            ones given; the search runs 9 forwards over them per layer).
+        search_tokens: crop those inputs (token-id tensors and the sequence dimension of dicts of them)
+            to their first ``search_tokens`` positions, for speed; ``None`` keeps them whole.
     """
 
     ratio: float | None = 0.2
@@ -29,6 +37,9 @@ class LowRank(CompressionConfig):
     rank: int | None = None
     alpha: float = 0.5
     damp: float = 0.0
+    allocation: str = "uniform"
+    search_samples: int = 4
+    search_tokens: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -44,15 +55,24 @@ class LowRank(CompressionConfig):
             raise ValueError(f"LowRank: alpha must lie in [0, 1], got {self.alpha!r}")
         if not isinstance(self.damp, (int, float)) or self.damp < 0:
             raise ValueError(f"LowRank: damp must be >= 0, got {self.damp!r}")
+        if self.allocation not in ("uniform", "sensitivity"):
+            raise ValueError(f"LowRank: allocation must be 'uniform' or 'sensitivity', got {self.allocation!r}")
+        if self.allocation == "sensitivity" and self.rank is not None:
+            raise ValueError("LowRank: allocation='sensitivity' chooses the ranks itself; give ratio, not rank")
+        if not isinstance(self.search_samples, int) or isinstance(self.search_samples, bool) or self.search_samples < 1:
+            raise ValueError(f"LowRank: search_samples must be a positive integer, got {self.search_samples!r}")
+        if self.search_tokens is not None and (not isinstance(self.search_tokens, int) or self.search_tokens < 2):
+            raise ValueError(f"LowRank: search_tokens must be an integer >= 2 or None, got {self.search_tokens!r}")
 
     @property
     def requires_calibration(self) -> bool:
-        return self.method != "svd"
+        return self.method != "svd" or self.allocation == "sensitivity"
 
     @property
     def name(self) -> str:
         size = f"rank={self.rank}" if self.rank is not None else f"{self.ratio:g} removed"
-        return f"LowRank({self.method}, {size})"
+        how = ", sensitivity ranks" if self.allocation == "sensitivity" else ""
+        return f"LowRank({self.method}, {size}{how})"
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from ..calibration import ActivationObserver
+from ..calibration import ActivationObserver, call_model
 from ..layers import linear_weight
 from ..transform import LayerRecord, LinearTransform, Transform, output_rel_error, state_bytes, transform_for
 from .configs import FactorizedEmbedding, LowRank
 from .factor import asvd_factors, rank_for_ratio, svd_factors, whitened_svd_factors
 from .modules import LowRankLinear
+
+
+def _crop(x, n: int | None):
+    """The first ``n`` positions of a ``(B, T)`` token-id input (or of each such tensor of a dict)."""
+    import torch
+
+    def cut(t):
+        return t[:, :n] if isinstance(t, torch.Tensor) and t.dim() == 2 and not t.is_floating_point() else t
+
+    if n is None:
+        return x
+    return {k: cut(v) for k, v in x.items()} if isinstance(x, dict) else cut(x)
 
 
 @transform_for(LowRank)
@@ -33,10 +45,51 @@ class _LowRank(LinearTransform):
         n = linear_weight(group.modules[0]).shape[1]
         return ActivationObserver(group.names[0], n, hessian=m == "svd-llm", absmean=m == "asvd")
 
+    def run(self, model, calib, ctx):
+        self._ranks = self._search(model, calib) if self.config.allocation == "sensitivity" else None
+        return super().run(model, calib, ctx)
+
+    def _search(self, model, calib) -> dict:
+        """ASVD's rank search on the unmodified model (``allocation="sensitivity"``)."""
+        import torch
+
+        from ..calibration import move
+        from .allocation import sensitivity_ranks
+
+        c = self.config
+        targets = self.targets(model)
+        device = next(model.parameters()).device
+        inputs = [move(_crop(x, c.search_tokens), device) for x in list(calib)[: c.search_samples]]
+        stats: dict = {}
+        if c.method != "svd":  # the inputs' mean |x| (ASVD) or covariance (SVD-LLM) of every layer
+            sums: dict = {}
+
+            def hook(name):
+                def fn(_m, a):
+                    x = a[0].detach().reshape(-1, a[0].shape[-1]).double()
+                    s, n = sums.get(name, (0, 0))
+                    sums[name] = (s + (x.abs().sum(0) if c.method == "asvd" else x.t() @ x), n + x.shape[0])
+                return fn
+
+            handles = [m.register_forward_pre_hook(hook(n)) for n, m in targets.items()]
+            try:
+                with torch.no_grad():
+                    for x in inputs:
+                        call_model(model, x)
+            finally:
+                for h in handles:
+                    h.remove()
+            stats = {n: s / max(cnt, 1) for n, (s, cnt) in sums.items()}
+        return sensitivity_ranks(model, targets, stats, inputs, removed=c.ratio, method=c.method, alpha=c.alpha,
+                                 damp=c.damp)
+
     def convert(self, name, module, group, observer, ctx):
         c = self.config
         w = linear_weight(module).detach()
-        k = self._rank(w.shape)
+        ranks = getattr(self, "_ranks", None)
+        k = ranks[name] if ranks is not None else self._rank(w.shape)
+        if k is None:
+            return module, {"rank": None, "note": "kept dense by the rank search"}
         extra = {"rank": k}
         if c.method == "svd":
             A, B = svd_factors(w, k)

@@ -107,3 +107,51 @@ def test_svd_llm_beats_svd_on_a_real_layer_output_through_compress():
         ref = net(x)
         err = {m: float((compress(net, LowRank(0.5, method=m), calib=calib).model(x) - ref).norm()) for m in ("svd", "svd-llm")}
     assert err["svd-llm"] < 0.5 * err["svd"]
+
+
+def _weights_kept(records) -> float:
+    """Fraction of the targeted weight parameters left (a rank-k layer keeps k * (in + out))."""
+    before = sum(r.shape[0] * r.shape[1] for r in records)
+    after = sum(r.extra["rank"] * sum(r.shape) if r.extra.get("rank") else r.shape[0] * r.shape[1] for r in records)
+    return after / before
+
+
+def test_sensitivity_rank_search_on_a_language_model_meets_the_budget(tiny_llm):
+    """ASVD's rank search with the next-token loss: ranks differ by layer and the budget holds."""
+    from qlite.classical.lowrank.allocation import CalibrationLoss
+
+    model, calib = tiny_llm
+    assert CalibrationLoss(model, calib).lm
+    res = compress(model, LowRank(0.3, method="asvd", allocation="sensitivity"), calib=calib)
+    ranks = {n: m.rank for n, m in res.model.named_modules() if isinstance(m, LowRankLinear)}
+    assert len(set(ranks.values())) > 1
+    assert _weights_kept(res.report.layers) <= 0.7
+    assert not any(isinstance(m, LowRankLinear) for m in model.modules())  # the caller's model is kept
+
+
+def test_sensitivity_search_gives_ranks_where_they_matter_and_bad_input():
+    """One nearly rank-2 layer and one full-rank layer: the search cuts the first and spares the second,
+    so the output error is far below a uniform cut of the same total size."""
+    from qlite.classical.lowrank.allocation import CalibrationLoss
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.randn(32, 2) @ torch.randn(2, 32) / 4 + 1e-3 * torch.randn(32, 32))
+    calib = [torch.randn(64, 32) for _ in range(2)]
+    res = {a: compress(net, LowRank(0.4, method="svd", allocation=a), calib=calib) for a in ("uniform", "sensitivity")}
+    ref = CalibrationLoss(net, calib)  # relative output change against the unmodified network
+    err = {}
+    for a, r in res.items():
+        ref.model = r.model
+        err[a] = ref()
+    ranks = [rec.extra["rank"] for rec in res["sensitivity"].report.layers]
+    assert ranks[0] is not None and (ranks[1] is None or ranks[1] > ranks[0])
+    assert err["sensitivity"] < 0.5 * err["uniform"], err
+    assert _weights_kept(res["sensitivity"].report.layers) <= 0.6
+    with pytest.raises(ValueError, match="allocation must be"):
+        LowRank(0.2, allocation="greedy")
+    with pytest.raises(ValueError, match="give ratio, not rank"):
+        LowRank(rank=4, allocation="sensitivity")
+    with pytest.raises(ValueError, match="calibration"):
+        compress(net, LowRank(0.4, allocation="sensitivity"))
