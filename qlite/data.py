@@ -239,7 +239,11 @@ def _to_unit_float(img: np.ndarray, gray: bool) -> np.ndarray:
         img = img[..., None]
     if not np.isfinite(img).all():
         raise ValueError("the image has non-finite pixels")
-    return np.clip(img, 0.0, 1.0)
+    lo, hi = float(img.min()), float(img.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:  # e.g. a float array of 0..255: clipping would saturate it
+        raise ValueError(f"a float image must hold values in [0, 1], got [{lo:.4g}, {hi:.4g}]; divide by its maximum "
+                         "(e.g. 255) or pass an integer array")
+    return np.clip(img, 0.0, 1.0)  # rounding noise of colour conversions only
 
 
 def image(source, size: int | None = 32, gray: bool = True, *, align_corners: bool = False) -> Signal:
@@ -413,7 +417,10 @@ def super_resolution(source, low: int = 32, high: int = 64, gray: bool = True) -
     fine = source if isinstance(source, Signal) else image(source, size=high, gray=gray)
     if fine.grid_shape is None:
         raise ValueError("super_resolution needs a grid signal")
-    factor = fine.grid_shape[0] // low if len(fine.grid_shape) else 1
+    if any(n != high for n in fine.grid_shape):
+        raise ValueError(f"the source signal's grid is {tuple(fine.grid_shape)}, not {high} per side as high={high} "
+                         "says; pass high equal to its size (a multiple of low)")
+    factor = high // low
     return SuperResolution(downsample(fine, factor), fine)
 
 

@@ -17,6 +17,7 @@ import argparse
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 
@@ -48,10 +49,24 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(args._module)
     try:
         result = module.run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+        # FloatingPointError: training diverged (fit says which learning rate to lower)
         print(f"qlite {args.command}: error: {err}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps({"command": args.command, "error": f"{type(err).__name__}: {err}"}))
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         sys.stdout.flush()
-        print(json.dumps(result, default=str))
+        print(json.dumps(_finite(result), default=str, allow_nan=False))
     return 0
+
+
+def _finite(obj):
+    """JSON has no inf / nan (a perfect fit has PSNR inf): they are written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

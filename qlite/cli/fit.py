@@ -86,12 +86,12 @@ def data_spec(args) -> dict:
         for opt in ("start", "stop", "step"):
             if getattr(args, opt) is not None:
                 raise ValueError(f"--{opt} applies to audio, not to {args.data!r}")
-        return {"kind": "image", "source": source, "size": args.size or 32, "gray": not args.color,
+        return {"kind": "image", "source": source, "size": 32 if args.size is None else args.size, "gray": not args.color,
                 "eval_size": args.eval_size}
     for opt in ("size", "color", "eval_size"):
         if getattr(args, opt) is not None:
             raise ValueError(f"--{opt.replace('_', '-')} applies to images, not to {args.data!r}")
-    return {"kind": "audio", "source": source, "start": args.start, "stop": args.stop, "step": args.step or 1}
+    return {"kind": "audio", "source": source, "start": args.start, "stop": args.stop, "step": 1 if args.step is None else args.step}
 
 
 def load_data(spec: dict):

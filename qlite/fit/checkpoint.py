@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,12 @@ def load_checkpoint(directory, map_location: str | torch.device = "cpu") -> Chec
     return Checkpoint(info, model, opt, rng)
 
 
+def model_signature(model: torch.nn.Module) -> str:
+    """The module tree as ``repr`` prints it (layer kinds, activations, omega_0, encodings...), with the
+    simulator backend left out: a layer may resume on another backend."""
+    return re.sub(r",? ?backend='[^']*'", "", repr(model))
+
+
 def check_compatible(model: torch.nn.Module, ckpt: Checkpoint, directory) -> None:
     """Raise ``ValueError`` naming the difference when ``model`` is not the model that wrote ``ckpt``."""
     want_class = ckpt.info.get("model_class")
@@ -196,6 +203,9 @@ def check_compatible(model: torch.nn.Module, ckpt: Checkpoint, directory) -> Non
     problems = []
     if want_class != type(model).__name__:
         problems.append(f"it was written by a {want_class}, this model is a {type(model).__name__}")
+    elif ckpt.info.get("model_repr") not in (None, model_signature(model)):
+        problems.append("the layers differ in their settings (activation, omega_0, encoding, ...): the checkpoint's "
+                        f"model is {ckpt.info['model_repr']!r}")
     missing = sorted(set(ckpt.model_state) - set(state))
     extra = sorted(set(state) - set(ckpt.model_state))
     if missing or extra:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -130,6 +131,7 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     data = _as_signal(data)
     eval_data = None if eval_data is None else _as_signal(eval_data, "eval_data")
+    _check_info(info)
     checkpoint = None
     if resume:
         if checkpoint_dir is None:
@@ -154,6 +156,16 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
         tune_cpu_allocator()  # state buffers reused instead of page-faulted each step (qlite.runtime)
     ctx = ddp.setup(dev.type)
     return _train(model, data, eval_data, cfg, dev, ctx, checkpoint, checkpoint_dir, info or {})
+
+
+def _check_info(info) -> None:
+    """``info`` goes into the checkpoint's JSON: refuse what JSON cannot hold before any training."""
+    if info is None:
+        return
+    try:
+        json.dumps(info)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"info must be JSON-serialisable (it is stored in the checkpoint's index): {e}") from None
 
 
 def _rng_state(gen: torch.Generator, dev: torch.device) -> dict[str, torch.Tensor]:
@@ -191,6 +203,7 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
         raise ValueError(f"{world} processes need batches of at least {world} points; got {n if full else cfg.batch_size}")
     n_params = count_parameters(model)
     record = {"data": data.describe(), "data_fingerprint": data.fingerprint(), "params": n_params,
+              "model_repr": ckpt_io.model_signature(model),  # the caller's model (not the DDP copy)
               "device": str(dev), "world_size": world, "info": info}
 
     def save(epoch_done: int, seconds: float, final_metrics=None):
@@ -262,6 +275,9 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
         inner.load_state_dict(model.state_dict())  # the checkpoint holds the recomputed statistics too
     save(cfg.epochs, seconds, {"train": metrics, "eval": eval_metrics})
     ddp.barrier(ctx)
+    # The fitted model leaves in eval mode: a later plain forward in train mode would move the
+    # BatchNorm running statistics away from the exact ones just computed.
+    model.eval()
     where = None if checkpoint_dir is None else str(Path(checkpoint_dir) / ckpt_io.INDEX)
     return FitResult(model=model, history=history, metrics=metrics, eval_metrics=eval_metrics, params=n_params,
                      seconds=seconds, epochs=cfg.epochs, device=str(dev), world_size=world, config=cfg,

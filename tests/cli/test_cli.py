@@ -84,11 +84,16 @@ def test_audio(tmp_path, capsys):
     (["fit", "--data", "image:camera", "--lr", "-1", "--epochs", "1", "--out", "X"], "lr must be a positive"),
     (["fit", "--data", "image:camera", "--epochs", "-2", "--out", "X"], "epochs must be a non-negative"),
     (["compare", "--data", "image:camera", "--models", "qiren,gpt"], "--models must list"),
+    (["fit", "--data", "image:camera", "--size", "0", "--out", "X"], "size"),
+    (["fit", "--data", "image:camera", "--size", "8", "--model", "tanh", "--lr", "1e30", "--epochs", "3", "--out", "X"],
+     "lower the learning rate"),
 ])
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, match):
     argv = [a if a != "X" else str(tmp_path / "x") for a in argv]
     code, stdout, stderr = _run(capsys, argv)
-    assert code == 2 and match in stderr and stdout == ""
+    assert code == 2 and match in stderr
+    last = json.loads(stdout.strip().splitlines()[-1])  # the last line stays machine-readable on errors too
+    assert last["command"] == argv[0] and last["error"]
 
 
 def test_existing_output_and_resume_conflicts(tmp_path, capsys):

@@ -64,6 +64,8 @@ def test_image_bad_input(tmp_path):
         data.image(bad)
     with pytest.raises(ValueError, match="size must be a positive int"):
         data.image("camera", size=0)
+    with pytest.raises(ValueError, match=r"float image must hold values in \[0, 1\], got \[0, 255\]"):
+        data.image(np.linspace(0, 255, 64 * 64).reshape(64, 64), size=8)
 
 
 def _write_wav(path, samples, rate=8000):
@@ -168,6 +170,10 @@ def test_super_resolution_pair():
     assert torch.allclose(pair.train.values, data.downsample(pair.eval, 2).values)
     with pytest.raises(ValueError, match="multiple"):
         data.super_resolution("camera", low=24, high=32)
+    fine = data.image("camera", size=48)
+    with pytest.raises(ValueError, match=r"grid is \(48, 48\), not 64 per side"):
+        data.super_resolution(fine, low=32, high=64)
+    assert data.super_resolution(fine, low=16, high=48).train.grid_shape == (16, 16)
 
 
 def test_bilinear_upsampling_is_exact_for_a_linear_function_inside_the_grid():

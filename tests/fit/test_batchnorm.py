@@ -53,3 +53,13 @@ def test_running_averages_spoil_evaluation_and_recompute_fixes_it():
     assert exact.metrics["mse"] == pytest.approx(fitted, rel=1e-3)
     assert lagging.metrics["mse"] > 3 * exact.metrics["mse"]  # measured here: about 9x
     assert exact.history["loss"] == lagging.history["loss"]  # training itself is unchanged
+
+
+def test_the_fitted_model_leaves_in_eval_mode():
+    """A plain forward after fit must not move the exact statistics (train mode would update them)."""
+    signal = data.image("camera", size=8)
+    res = fit(ModelSpec("relu", budget=200).build(2, 1, seed=0), signal, epochs=3, lr=0.01)
+    assert not res.model.training
+    before = predict(res.model, signal.coords)
+    res.model(signal.coords)
+    torch.testing.assert_close(predict(res.model, signal.coords), before)

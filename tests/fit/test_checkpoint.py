@@ -102,6 +102,8 @@ def test_resume_refuses_another_model_other_data_and_fewer_epochs(tmp_path, sign
         fit(ModelSpec("siren", hidden_features=4).build(2, 1), signal, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="shapes differ"):
         fit(MLP(2, 1, 5), signal, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="layers differ in their settings"):  # same tensors, another activation
+        fit(MLP(2, 1, 4, activation="tanh"), signal, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="different data"):
         fit(MLP(2, 1, 4), data.image("astronaut", size=12), checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="already at epoch 4"):
@@ -110,6 +112,12 @@ def test_resume_refuses_another_model_other_data_and_fewer_epochs(tmp_path, sign
         fit(MLP(2, 1, 4), signal, checkpoint_dir=tmp_path / "nothing", resume=True)
     with pytest.raises(ValueError, match="needs checkpoint_dir"):
         fit(MLP(2, 1, 4), signal, resume=True)
+
+
+def test_info_that_json_cannot_hold_is_refused_before_training(tmp_path, signal):
+    with pytest.raises(TypeError, match="info must be JSON-serialisable"):
+        fit(MLP(2, 1, 4), signal, epochs=2, checkpoint_dir=tmp_path / "run", info={"src": tmp_path})
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
 
 
 def test_corrupt_weights_are_detected(tmp_path, signal):
