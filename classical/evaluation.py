@@ -70,6 +70,9 @@ def _device(model: nn.Module):
 @torch.no_grad()
 def perplexity(model: nn.Module, tokens: torch.Tensor, *, seqlen: int = 512, n_windows: int | None = None, batch_size: int = 1) -> dict:
     """Perplexity over non-overlapping ``seqlen`` windows of ``tokens`` (``n_windows=None``: all whole windows)."""
+    if not isinstance(seqlen, int) or isinstance(seqlen, bool) or seqlen < 2:
+        raise ValueError(f"seqlen must be an integer >= 2 (a window predicts its tokens after the first), got {seqlen!r}")
+    tokens = tokens.reshape(-1)
     total = tokens.numel() // seqlen
     if total == 0:
         raise ValueError(f"{tokens.numel()} tokens do not fill one window of seqlen={seqlen}")

@@ -101,7 +101,8 @@ def export_bitsandbytes(model: nn.Module, scheme: str = "int8", *, threshold: fl
     if scheme not in BNB_SCHEMES:
         raise ValueError(f"unknown bitsandbytes scheme {scheme!r}; choose one of {BNB_SCHEMES}")
     model = model if inplace else copy.deepcopy(model)
-    dev = next(model.parameters()).device
+    # a model of QuantizedLinear layers only keeps everything in buffers
+    dev = next(iter([*model.parameters(), *model.buffers()]), torch.empty(0)).device
 
     def convert(name, m):
         lin, s = _plain_linear(m)

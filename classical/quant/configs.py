@@ -192,6 +192,8 @@ class AWQ(CompressionConfig):
         super().__post_init__()
         check_bits(self.bits, 2, 8, "AWQ")
         _resolve_granularity(self, "AWQ")
+        if isinstance(self.granularity, PerTensor):  # its scale and clip searches fit per-row grids
+            raise ValueError("AWQ: per-tensor granularity is not supported; use PerChannel() or PerGroup(n)")
         for f in ("n_grid", "search_rows", "clip_rows"):
             v = getattr(self, f)
             if not isinstance(v, int) or v < (1 if f == "n_grid" else 0):

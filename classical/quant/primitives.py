@@ -48,9 +48,12 @@ def choose_qparams(
         scale = (wmax - wmin) / (2**bits - 1)
     # An all-zero group: any positive scale represents it exactly.
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    scale = scale.to(scale_dtype).float()
-    # fp16 may round a tiny scale to 0 or inf; fall back to the smallest normal fp16 step.
-    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.full_like(scale, 6.1e-5))
+    cast = scale.to(scale_dtype).float()
+    if torch.isinf(cast).any():
+        raise ValueError(f"weights up to {float(w.abs().max()):.3g} need a quantization step of {float(scale.max()):.3g}, "
+                         f"beyond {scale_dtype}'s range; rescale the layer or store scales in float32")
+    # fp16 may round a tiny scale to 0: fall back to the smallest normal fp16 step.
+    scale = torch.where(cast > 0, cast, torch.full_like(cast, 6.1e-5))
     if not symmetric:
         zero = torch.clamp(torch.round(-wmin / scale), 0, 2**bits - 1)
     return scale, zero

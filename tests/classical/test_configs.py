@@ -60,6 +60,7 @@ def test_group_size_and_granularity_agree():
         (lambda: GPTQ(damp=0), r"damp must be in \(0, 1\)"),
         (lambda: GPTQ(granularity=PerTensor(), group_size=None), "per-tensor"),
         (lambda: AWQ(n_grid=0), "n_grid"),
+        (lambda: AWQ(granularity=PerTensor(), group_size=None), "per-tensor"),
     ],
 )
 def test_bad_config_values(make, match):

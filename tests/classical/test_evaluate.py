@@ -59,6 +59,8 @@ def test_window_errors():
         perplexity(Uniform(), torch.arange(10), seqlen=100)
     with pytest.raises(ValueError, match="n_windows=20 but the tokens hold 10 windows"):
         perplexity(Uniform(), torch.arange(1000), seqlen=100, n_windows=20)
+    with pytest.raises(ValueError, match="seqlen must be an integer >= 2"):
+        perplexity(Uniform(), torch.arange(1000), seqlen=1)
 
 
 class CharTok:

@@ -83,3 +83,17 @@ def test_llm_int8_agrees_with_bitsandbytes(backends):
     # weight-only int8 (about 54 dB from our RTN W8, 46 dB from our LLM.int8()), so we check agreement
     # at the 8-bit noise level, which a wrong layout or threshold would miss by tens of dB.
     assert snr_db(theirs, ours) > 38 and snr_db(ref, theirs) > 35
+
+
+def test_bitsandbytes_export_of_a_model_with_buffers_only(backends):
+    """A model of QuantizedLinear layers keeps everything in buffers: the export still finds its device."""
+    if backends["bitsandbytes:int8"] != "ok":
+        pytest.skip(f"bitsandbytes int8 does not run here: {backends['bitsandbytes:int8']}")
+    from qlite.classical.export import export_bitsandbytes
+
+    q = compress(_net(), RTN(8)).model
+    assert not list(q.parameters())
+    out = export_bitsandbytes(q, "int8")
+    x = torch.randn(4, 128)
+    with torch.no_grad():
+        assert snr_db(q(x), out(x)) > 30

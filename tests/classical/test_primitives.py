@@ -87,3 +87,13 @@ def test_per_token_activation_quantization():
     assert (y[0] - x[0]).abs().max() <= 1.0 / 127 / 2 + 1e-7
     assert (y[1] - x[1]).abs().max() <= 100.0 / 127 / 2 + 1e-5
     assert y[1, 0] == 100.0
+
+
+def test_a_step_beyond_float16_is_refused_not_replaced():
+    from qlite.classical.quant.primitives import choose_qparams
+
+    w = torch.tensor([[1e7, -1e7, 3.0, 0.5]])
+    with pytest.raises(ValueError, match="beyond torch.float16's range"):
+        choose_qparams(w, 8, True)
+    scale, _ = choose_qparams(w, 8, True, scale_dtype=torch.float32)
+    assert scale.item() == pytest.approx(1e7 / 127)
