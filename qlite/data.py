@@ -320,7 +320,10 @@ def audio(path, start: int | None = None, stop: int | None = None, step: int = 1
         rate, data = wavfile.read(str(path))
     except Exception as err:  # scipy raises ValueError/struct.error/... for a bad file
         raise ValueError(f"could not read WAV file {str(path)!r}: {err}") from err
+    unsigned = data.dtype == np.uint8  # 8-bit WAV is unsigned, silence at 128
     data = np.asarray(data, dtype=np.float64)
+    if unsigned:
+        data = data - 128.0
     if data.ndim == 2:
         data = data.mean(axis=1)
     selected = data[start:stop:step]

@@ -54,6 +54,8 @@ def predict(model: nn.Module, coords, *, batch_size: int | None = None) -> torch
         coords = coords[:, None]
     if coords.shape[0] == 0:
         raise ValueError("predict got no coordinates")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None (all points at once), got {batch_size!r}")
     dev = _model_device(model)
     was_training = model.training
     model.eval()

@@ -88,6 +88,10 @@ def test_audio_normalises_slices_and_mixes_channels(tmp_path):
     stereo = np.stack([mono, np.zeros_like(mono)], axis=1)
     _write_wav(tmp_path / "s.wav", stereo)
     assert torch.allclose(data.audio(tmp_path / "s.wav").values, data.audio(tmp_path / "a.wav").values)
+    eight = (128 + 100 * np.sin(t / 10)).round().astype(np.uint8)  # 8-bit WAV: unsigned, silence at 128
+    _write_wav(tmp_path / "u8.wav", eight)
+    v = data.audio(tmp_path / "u8.wav").values[:, 0]
+    assert float(v.min()) == pytest.approx(-1.0) and float(v.max()) == pytest.approx(1.0)
 
 
 @pytest.mark.filterwarnings("ignore:Chunk:UserWarning")  # scipy, on the deliberately broken file

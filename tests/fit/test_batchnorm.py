@@ -63,3 +63,5 @@ def test_the_fitted_model_leaves_in_eval_mode():
     before = predict(res.model, signal.coords)
     res.model(signal.coords)
     torch.testing.assert_close(predict(res.model, signal.coords), before)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        predict(res.model, signal.coords, batch_size=0)
