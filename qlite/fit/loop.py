@@ -39,6 +39,14 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype the model computes in (data are cast to it: a float64 signal fits a float32 model)."""
+    for t in model.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.get_default_dtype()
+
+
 @torch.no_grad()
 def predict(model: nn.Module, coords, *, batch_size: int | None = None) -> torch.Tensor:
     """The model's output at ``coords`` (a tensor ``(N, d)`` or a :class:`~qlite.data.Signal`) in
@@ -61,7 +69,8 @@ def predict(model: nn.Module, coords, *, batch_size: int | None = None) -> torch
     model.eval()
     try:
         chunks = coords.split(batch_size) if batch_size else (coords,)
-        out = torch.cat([model(c.to(dev)) for c in chunks])
+        dtype = _model_dtype(model)
+        out = torch.cat([model(c.to(dev, dtype)) for c in chunks])
     finally:
         model.train(was_training)
     return out.to(coords.device)
@@ -198,7 +207,8 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
                            weight_decay=cfg.weight_decay)
     if checkpoint is not None and checkpoint.optimizer_state is not None:
         opt.load_state_dict(checkpoint.optimizer_state)
-    coords, values = data.coords.to(dev), data.values.to(dev)
+    dtype = _model_dtype(model)
+    coords, values = data.coords.to(dev, dtype), data.values.to(dev, dtype)
     n, c = data.n_points, data.out_features
     full = cfg.batch_size is None or cfg.batch_size >= n
     if ctx is not None and (n if full else cfg.batch_size) < world:

@@ -65,3 +65,9 @@ def test_the_fitted_model_leaves_in_eval_mode():
     torch.testing.assert_close(predict(res.model, signal.coords), before)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         predict(res.model, signal.coords, batch_size=0)
+
+
+def test_a_float64_signal_fits_a_float32_model():
+    signal = data.image("camera", size=8).to(dtype=torch.float64)
+    res = fit(ModelSpec("relu", budget=200).build(2, 1, seed=0), signal, epochs=2, lr=0.01)
+    assert predict(res.model, signal.coords).dtype == torch.float32 and res.metrics["mse"] > 0
