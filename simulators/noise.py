@@ -138,6 +138,13 @@ def apply_readout(probs: torch.Tensor, p01: float, p10: float) -> torch.Tensor:
     return out.reshape(batch, dim)
 
 
+# Labels of the qiskit backend's helper gates: Aer matches errors by instruction name, or by label where
+# one is set, so QUIET_LABEL gates (CRZ's decomposition, measurement basis changes) stay noiseless and
+# CRZ_LABEL marks the last gate of a CRZ, which takes that gate's one 2-qubit error.
+QUIET_LABEL = "qlite_noiseless"
+CRZ_LABEL = "qlite_crz"
+
+
 def aer_noise_model(config: NoiseConfig, one_qubit_gates=None, two_qubit_gates=None):
     """A ``qiskit_aer.noise.NoiseModel`` for ``config`` on the gates the qiskit backend emits."""
     noise = require("qiskit_aer.noise", "qiskit", "an Aer noise model")
@@ -149,7 +156,7 @@ def aer_noise_model(config: NoiseConfig, one_qubit_gates=None, two_qubit_gates=N
     if config.depolarizing > 0:
         model.add_all_qubit_quantum_error(noise.depolarizing_error(config.depolarizing, 1), one)
     if config.depolarizing_2q > 0:
-        model.add_all_qubit_quantum_error(noise.depolarizing_error(config.depolarizing_2q, 2), two)
+        model.add_all_qubit_quantum_error(noise.depolarizing_error(config.depolarizing_2q, 2), [*two, CRZ_LABEL])
     if config.has_readout:
         p01, p10 = config.readout
         model.add_all_qubit_readout_error(noise.ReadoutError([[1 - p01, p01], [p10, 1 - p10]]))

@@ -45,6 +45,7 @@ import torch
 from ._optional import require
 from .circuit import Circuit, validate_call
 from .export import _ROT_TO_U, _gate_class, pauli_to_qiskit, qiskit_gate_name
+from .noise import CRZ_LABEL, QUIET_LABEL
 from .measure import measurement_groups
 from .noise import NoiseConfig, aer_noise_model, readout_expansion
 from .shots import check_shots
@@ -80,10 +81,16 @@ class _Plan:
             if g.name == "CRZ":
                 # CRZ(t) = RZ_target(t/2) CX RZ_target(-t/2) CX: Aer's primitives drop the bound angle
                 # of parameterised controlled rotations (qiskit-aer issues #2323, #2391, #2403)
+                # The parts carry labels: a noise model attaches errors by name or label, so the parts
+                # stay noiseless and the last CX, labelled CRZ_LABEL, takes the one 2-qubit error of a CRZ.
                 (col, c), (ctrl, tgt) = src[0], g.wires
                 cols += [col, col]
                 coefs += [0.5 * c, -0.5 * c]
-                qc.rz(avec[k], tgt), qc.cx(ctrl, tgt), qc.rz(avec[k + 1], tgt), qc.cx(ctrl, tgt)
+                rz, cx = _gate_class("rz"), _gate_class("cx")
+                qc.append(rz(avec[k], label=QUIET_LABEL), [tgt])
+                qc.append(cx(label=QUIET_LABEL), [ctrl, tgt])
+                qc.append(rz(avec[k + 1], label=QUIET_LABEL), [tgt])
+                qc.append(cx(label=CRZ_LABEL), [ctrl, tgt])
                 continue
             cols += [col for col, _ in src]
             coefs += [c for _, c in src]
@@ -108,8 +115,8 @@ class _Plan:
         if shots is not None:
             for grp in measurement_groups(circuit.observables):
                 qc = self.qc.copy()
-                for gate in grp.rotation_gates():
-                    getattr(qc, qiskit_gate_name(gate.name))(gate.wires[0])
+                for gate in grp.rotation_gates():  # the basis change of a measurement is not a noisy gate
+                    qc.append(_gate_class(qiskit_gate_name(gate.name))(label=QUIET_LABEL), [gate.wires[0]])
                 qc.measure_all()
                 masks = []
                 nbytes = (circuit.n_qubits + 7) // 8

@@ -176,6 +176,9 @@ def native_backend(shots: int | None = None, *, generator: torch.Generator | Non
     :class:`ShotBackend` when ``shots`` or a readout ``noise`` is given."""
     from .native import NativeBackend
 
+    if noise is not None and not isinstance(noise, NoiseConfig):
+        raise TypeError(f"noise must be a qlite.simulators.NoiseConfig (e.g. NoiseConfig(readout=(0.02, 0.05))), "
+                        f"got {type(noise).__name__}")
     base = NativeBackend(**options)
     if shots is None and generator is None and seed is None and (noise is None or noise.is_noiseless):
         return base

@@ -43,6 +43,28 @@ def test_depolarizing_bell_state_matches_analytic_values():
     assert (out - ref).abs().max() < 1e-12
 
 
+def test_crz_takes_one_two_qubit_error_and_no_one_qubit_error():
+    """H x H then CRZ(t): <X1> = (1 + cos t) / 2 and <X0> = cos(t / 2), each times (1 - p1) for the
+    H's one-qubit errors and (1 - p2) for the CRZ's single two-qubit error (not its decomposition's)."""
+    t = 0.9
+    c = Circuit(2, (Gate("H", (0,)), Gate("H", (1,)), Gate("CRZ", (0, 1), (W(0),))),
+                (PauliWord.parse("X1"), PauliWord.parse("X0")))
+    w, x = torch.tensor([t], dtype=torch.float64), torch.zeros(1, 0, dtype=torch.float64)
+    clean = torch.tensor([(1 + math.cos(t)) / 2, math.cos(t / 2)], dtype=torch.float64)
+    for p1, p2 in ((0.0, 0.2), (0.1, 0.0), (0.1, 0.2)):
+        out = QiskitBackend(noise=NoiseConfig(depolarizing=p1, depolarizing_2q=p2))(c, w, x)[0]
+        assert torch.allclose(out, (1 - p1) * (1 - p2) * clean, atol=1e-12), (p1, p2, out)
+
+
+def test_measurement_basis_changes_are_noiseless_with_shots():
+    """With shots, the H / Sdg that measure X and Y words are not noisy gates: the estimate agrees
+    with the exact noisy value (1 - p) (-sin t), not (1 - p)**2 (-sin t)."""
+    p, t = 0.13, 0.7
+    w, x = torch.tensor([t], dtype=torch.float64), torch.zeros(1, 0, dtype=torch.float64)
+    est = QiskitBackend(noise=NoiseConfig(depolarizing=p), shots=200_000, seed=3)(_rx_circuit(), w, x)[0]
+    assert abs(float(est[1]) - (1 - p) * -math.sin(t)) < 0.012  # 5 sigma of 200k shots
+
+
 def test_exact_readout_matches_native_readout():
     circuit, w, x = random_case(random.randrange(2**31), 3, 10)
     noise = NoiseConfig(readout=(0.04, 0.09))

@@ -186,5 +186,7 @@ def test_native_rejects_gate_noise_and_bad_generators():
         get_backend("torch", shots=10, generator=1)
     with pytest.raises(TypeError, match="noise must be a qlite.simulators.NoiseConfig"):
         get_backend("torch", shots=10, noise={"readout": 0.1})
+    with pytest.raises(TypeError, match="noise must be a qlite.simulators.NoiseConfig"):
+        get_backend("torch", noise=0.1)  # without shots too
     with pytest.raises(ValueError, match="options .* were given with a backend instance"):
         get_backend(NativeBackend(), shots=10)
