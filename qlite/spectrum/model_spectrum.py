@@ -69,11 +69,20 @@ def _find_front(model: nn.Module):
     hybrids = [m for m in model.modules() if isinstance(m, HybridLayer)]
     if hybrids:
         first = hybrids[0]
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if linears[0] is not first.linear:  # frequencies are in the model's input coordinates
+            raise TypeError(
+                f"the input of this {type(model).__name__} reaches another layer before the first HybridLayer; "
+                "model_spectrum needs the hybrid layer first (pass the HybridLayer itself to analyse it alone)")
+        inside = set(first.modules())
+        tail = [m for m in model.modules() if m not in inside and not list(m.children())]
+        # exact only if nothing but linear maps follows the one hybrid layer
+        linear_tail = all(isinstance(m, (nn.Linear, nn.Identity)) for m in tail)
         a, b = folded_affine(first.linear, first.norm)
-        return a, b, first.quantum.circuit, len(hybrids)
+        return a, b, first.quantum.circuit, len(hybrids), linear_tail
     if isinstance(model, QuantumLayer):
         n = model.circuit.n_inputs
-        return torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64), model.circuit, 1
+        return torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64), model.circuit, 1, True
     raise TypeError(
         f"{type(model).__name__} holds no HybridLayer or QuantumLayer; model_spectrum analyses hybrid models "
         f"(use qlite.spectrum.classical_spectrum for SIREN / random-Fourier-feature networks)"
@@ -192,7 +201,7 @@ def model_spectrum(model: nn.Module, *, order: int = 1, max_size: int = 2**21, n
     check_int("max_size", max_size, 1)
     check_int("n_samples", n_samples, 1)
     check_int("decimals", decimals, 0)
-    a, b, circuit, n_hybrid = _find_front(model)
+    a, b, circuit, n_hybrid, linear_tail = _find_front(model)
     if order > 1 and n_hybrid == 1:
         raise ValueError(
             f"order={order} asks for sums of first-layer frequencies, which only deeper hybrid layers create; "
@@ -219,7 +228,10 @@ def model_spectrum(model: nn.Module, *, order: int = 1, max_size: int = 2**21, n
             f"(raise max_size to enumerate)", UserWarning, stacklevel=2)
         freqs, index = _sample(spectra, a, n_samples, generator, decimals)
         enumerated, size = False, bound
-    if n_hybrid == 1:
+    if n_hybrid == 1 and not linear_tail:
+        note = ("the first hybrid layer's spectrum; nonlinear layers after it make the model's spectrum larger "
+                "(this set is neither exact nor an upper bound for the model)")
+    elif n_hybrid == 1:
         note = ("exact: one hybrid layer; every output frequency lies in this set"
                 if enumerated else "one hybrid layer; size is an upper bound (not enumerated), frequencies a sample")
     else:

@@ -76,13 +76,26 @@ def spectrum_size(n_qubits: int, layers: int, scaling="unit", *, decimals: int =
         if scaling == "bound":
             return (2 * layers + 1) ** n_qubits
         raise ValueError(f"unknown scaling {scaling!r}; choose one of {SCALINGS} or pass a list of {n_qubits} weights")
-    weights = [float(w) for w in scaling]
+    try:
+        weights = [float(w) for w in scaling]
+    except TypeError:
+        raise TypeError(f"scaling must be 'unit', 'ternary', 'bound' or a sequence of {n_qubits} weights, "
+                        f"got {scaling!r}") from None
     if len(weights) != n_qubits:
         raise ValueError(f"scaling has {len(weights)} weights for n_qubits={n_qubits}; give one weight per qubit")
     if not all(math.isfinite(w) for w in weights):
         raise ValueError(f"weights must be finite, got {weights}")
     if all(w == round(w) for w in weights):
-        return _count_integer([int(round(w)) for w in weights], layers)
+        ints = [int(round(w)) for w in weights]
+        g = math.gcd(*ints)  # sums of g * k_i: the same count as for the weights divided by g
+        ints = [w // g for w in ints] if g > 1 else ints
+        span = layers * sum(abs(w) for w in ints)
+        if 2 * span + 1 > max_size:
+            raise ValueError(
+                f"counting the sums of these integer weights scans a range of {2 * span + 1} values, more than "
+                f"max_size={max_size}; raise max_size or use scaling='bound' ({(2 * layers + 1) ** n_qubits}) as the bound"
+            )
+        return _count_integer(ints, layers)
     spec = [0.0]
     ks = range(-layers, layers + 1)
     for i, w in enumerate(weights):

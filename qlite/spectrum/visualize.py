@@ -49,6 +49,8 @@ def _samples(coeffs, n_inputs: int) -> torch.Tensor:
     if isinstance(coeffs, (list, tuple)):
         coeffs = torch.stack([torch.as_tensor(c) for c in coeffs])
     c = torch.as_tensor(coeffs).to(torch.complex128)
+    if c.dim() > n_inputs and c.shape[-1] == 1:
+        c = c[..., 0]  # a one-output model's coefficients carry a trailing output axis: (2d+1, ..., 1)
     if c.dim() == n_inputs:
         c = c[None]
     if c.dim() != n_inputs + 1:

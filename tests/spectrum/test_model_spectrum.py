@@ -160,6 +160,10 @@ def test_bad_input():
         model_spectrum(layer)
     with pytest.raises(ValueError, match="no encoding gate"):
         model_spectrum(HybridLayer(1, 2, spectrum_layers=0).eval())
+    with pytest.raises(TypeError, match="reaches another layer before the first HybridLayer"):
+        model_spectrum(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh(), HybridLayer(2, 2)).eval())
+    deep = model_spectrum(torch.nn.Sequential(HybridLayer(1, 2, 1), torch.nn.ReLU(), torch.nn.Linear(2, 1)).eval())
+    assert "not exact" in deep.note or "neither exact" in deep.note
 
 
 @pytest.mark.parametrize("in_features", [1, 2])

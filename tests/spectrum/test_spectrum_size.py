@@ -51,3 +51,9 @@ def test_bad_input():
         spectrum_size(2, 1, [1.0, float("nan")])
     with pytest.raises(ValueError, match="max_size=100.*scaling='bound'"):
         spectrum_size(4, 3, [math.sqrt(p) for p in (2, 3, 5, 7)], max_size=100)
+    # integer weights: a common factor does not change the count; a huge range is refused, not allocated
+    assert spectrum_size(2, 2, [2**40, 2**41]) == spectrum_size(2, 2, [1, 2])
+    with pytest.raises(ValueError, match="range of .* values, more than max_size"):
+        spectrum_size(2, 2, [1, 2**40])
+    with pytest.raises(TypeError, match="scaling must be"):
+        spectrum_size(1, 1, 1.5)

@@ -26,6 +26,10 @@ def test_coefficient_distributions(kind):
     assert out is ax
     labels = [t.get_text() for t in ax[0].get_xticklabels()]
     assert len(labels) == 15 and labels[0] == "(-2,-1)" and labels[7] == "(0,0)"
+    # a one-output model's coefficients, (2d + 1, 1), are one set on a 1-input grid, not 7 sets of one point
+    fig, ax = plt.subplots(1, 2)
+    visualize.coefficient_distribution(torch.randn(7, 1, dtype=torch.complex128), 1, ax, kind)
+    assert len(ax[0].get_xticklabels()) == 7
 
 
 def test_radial_box_and_errors():
