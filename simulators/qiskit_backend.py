@@ -200,6 +200,10 @@ class QiskitBackend:
         options = {"method": method, "device": device, **(backend_options or {})}
         if noise_model is not None:
             options["noise_model"] = noise_model
+        if noise_model is not None and (estimator is not None or sampler is not None):
+            raise ValueError("the depolarizing part of noise= reaches only qlite's own Aer primitives; a given "
+                             "estimator= / sampler= would run without it: build them with the noise model "
+                             "(qlite.simulators.noise.aer_noise_model) or leave them out")
         self._rng = np.random.default_rng(seed)
         prim = require("qiskit_aer.primitives", _EXTRA, "backend 'qiskit'")
         self.estimator = estimator or prim.EstimatorV2(options={"backend_options": options})

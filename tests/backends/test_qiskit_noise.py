@@ -147,6 +147,10 @@ def test_bad_qiskit_options():
     with pytest.raises(ValueError, match="readout errors, which only act on measured shots: pass shots=N"):
         QiskitBackend(noise=model)
     QiskitBackend(noise=model, shots=10)  # fine with shots
+    from qiskit_aer.primitives import SamplerV2
+
+    with pytest.raises(ValueError, match="would run without it"):  # a user's primitive would drop the noise
+        QiskitBackend(noise=NoiseConfig(depolarizing=0.1), shots=10, sampler=SamplerV2())
     with pytest.raises(TypeError, match="noise must be a NoiseConfig or a qiskit_aer NoiseModel"):
         QiskitBackend(noise=0.1)
     with pytest.raises(ValueError, match="gradient must be one of"):
