@@ -36,6 +36,24 @@ TARGETS = [
 ]
 
 
+def command_line(a: argparse.Namespace) -> str:
+    """The command that reproduces this run: flags as flags, lists space-separated, kernel options only
+    for a kernel run."""
+    skip = {"out", "note", "report_only"} | (set() if a.kernel_only else {"kernel_shapes", "kernel_dtypes"})
+    parts = []
+    for k, v in vars(a).items():
+        if k in skip or v is None or v is False or v == "" or v == []:  # (0 is a value: keep it)
+            continue
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            parts.append(flag)
+        elif isinstance(v, list):
+            parts.append(f"{flag} " + " ".join(map(str, v)))
+        else:
+            parts.append(f"{flag} {v!r}" if isinstance(v, str) and " " in v else f"{flag} {v}")
+    return "python experiments/sparsity_lowrank.py " + " ".join(parts)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -155,8 +173,7 @@ def main() -> None:
                        f"median of {a.repeats} after 1 warm-up",
             "seed": a.seed, "quick": a.quick, "torch threads": torch.get_num_threads(),
             "rows": f"{len(suite.rows) + len(suite.failures)} of {len(entries)} entries" + ("" if final else " (run in progress)"),
-            "command": "python experiments/sparsity_lowrank.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v not in (None, False, "", []) and k not in ("out", "note", "report_only")),
+            "command": command_line(a),
         }
         notes = [
             "sparsity / ratio are fractions removed. Sparse rows store kept values + a 1-bit mask (SparseLinear's "
