@@ -135,9 +135,11 @@ class Comparison:
         existing = [str(p) for p in paths.values() if p.exists()]
         if existing and not overwrite:
             raise FileExistsError(f"would overwrite {existing}; pass overwrite=True or choose another stem/directory")
-        paths["md"].write_text(self.to_markdown())
-        paths["csv"].write_text(self.to_csv())
-        paths["json"].write_text(self.to_json())
+        from .fit.checkpoint import write_text_atomic
+
+        write_text_atomic(paths["md"], self.to_markdown())
+        write_text_atomic(paths["csv"], self.to_csv())
+        write_text_atomic(paths["json"], self.to_json())
         return paths
 
 
@@ -236,6 +238,9 @@ def select_best(candidates: Mapping[str, ModelSpec | Candidate | Callable[[int],
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    judged = validation if validation is not None else train
+    if metric == "ssim" and (judged.grid_shape is None or len(judged.grid_shape) != 2):
+        raise ValueError("metric='ssim' needs an image (a 2-D grid signal); use 'mse' or 'psnr'")
     table = compare(candidates, train, seeds=seeds, eval_data=validation, **fit_kwargs)
     key = f"{'eval_' if validation is not None else ''}{metric}_mean"
     best = (min if metric == "mse" else max)(table.rows, key=lambda r: r[key])

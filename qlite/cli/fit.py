@@ -215,5 +215,7 @@ def run(args) -> dict:
         shown, pred_on = (eval_signal, eval_signal) if eval_signal is not None else (signal, signal)
         write_figures(out, shown, predict(result.model, pred_on.coords).cpu(), result.history,
                       f"{spec.label()} on {dspec['source']} ({result.params} parameters)")
-        (out / "result.json").write_text(json.dumps({**summary, "fit": result.to_dict()}, indent=1, default=str))
+        from qlite.fit.checkpoint import write_text_atomic
+
+        write_text_atomic(out / "result.json", json.dumps({**summary, "fit": result.to_dict()}, indent=1, default=str))
     return summary

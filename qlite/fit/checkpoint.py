@@ -62,6 +62,12 @@ def _atomic_write(path: Path, write) -> None:
         pass
 
 
+def write_text_atomic(path, text: str) -> None:
+    """``path.write_text(text)`` that never leaves a half-written file (temporary file, then rename)."""
+    path = Path(path)
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -74,4 +74,6 @@ def test_bad_input():
         compare({"a": ModelSpec("tanh", 2)}, s, seeds=[])
     with pytest.raises(TypeError, match="Candidate.model"):
         Candidate("tanh")
+    with pytest.raises(ValueError, match="metric='ssim' needs an image"):
+        select_best({"a": ModelSpec("tanh", 2)}, s, metric="ssim")
     assert callable(qlite.compare)
