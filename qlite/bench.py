@@ -137,7 +137,7 @@ def quantum_model_cost(model: torch.nn.Module, batch: int) -> tuple[Cost, Cost]:
     for layer in model.modules():
         if isinstance(layer, QuantumLayer) and isinstance(layer.backend, NativeBackend):
             p = layer.weights
-            ops_list = layer.backend.plan(layer.circuit, device=p.device, dtype=p.dtype)
+            ops_list = layer.backend.plan(layer.circuit, device=p.device, dtype=p.dtype, batch=batch)
             item = 16 if p.dtype == torch.float64 else 8
             f, b = run_cost(ops_list, layer.n_qubits, batch, layer.out_features, item)
             fwd, bwd = fwd + f, bwd + b

@@ -86,8 +86,13 @@ class Gate:
             raise ValueError(f"gate {self.name} acts on {n_wires} wire(s), got wires={self.wires}")
         if len(set(self.wires)) != len(self.wires):
             raise ValueError(f"gate {self.name} got repeated wires {self.wires}")
+        if min(self.wires) < 0:
+            raise ValueError(f"gate {self.name} got negative wires {self.wires}; wires count from 0")
         if len(self.params) != n_params:
             raise ValueError(f"gate {self.name} takes {n_params} angle(s), got {len(self.params)}")
+        if not all(isinstance(p, Param) for p in self.params):
+            raise TypeError(f"gate {self.name}: angles must be Param objects (Param.weight(i), Param.input(j, scale), "
+                            f"Param.const(v)), got {self.params!r}")
 
     @property
     def depends_on_input(self) -> bool:

@@ -161,6 +161,9 @@ class _Fused(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
+        if torch.is_grad_enabled():  # create_graph=True: the kernels give first derivatives only
+            raise RuntimeError("the fused kernels give first derivatives only; for losses on gradients build the "
+                               "layer with fused=False, strategy='autograd'")
         from . import _fused_kernels as K
 
         a, khr, khi, klr, kli, sr, si = ctx.saved_tensors

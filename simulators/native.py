@@ -212,6 +212,10 @@ class _Simulate(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
+        if torch.is_grad_enabled():  # backward(create_graph=True): a gradient of this gradient is wanted
+            raise RuntimeError(
+                "the native backend's adjoint backward gives first derivatives only; for losses on gradients "
+                "(create_graph=True, e.g. derivative-matching INR losses) build the layer with strategy='autograd'")
         x, psi, *rest = ctx.saved_tensors
         tensors, kept = rest[:ctx.n_tensors], rest[ctx.n_tensors:]
         need = ctx.needs_input_grad
@@ -310,6 +314,9 @@ class NativeBackend:
     # -- the forward ---------------------------------------------------------------------------
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Expectation values ``(B, n_obs)`` for inputs ``x`` of shape ``(B, n_inputs)``."""
+        if isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[0] == 0:  # an empty batch: nothing to simulate
+            validate_call(circuit, weights, x)
+            return weights.new_zeros((0, circuit.n_observables)) + 0 * weights.sum()
         if self._fused_eligible(circuit, weights):
             run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="factored", fold_diagonals=False)
             key = (circuit, str(weights.device))
@@ -351,17 +358,24 @@ class NativeBackend:
         """Computational-basis probabilities ``(B, 2**n)`` of the final state."""
         return ops.probabilities(self.state(circuit, weights, x))
 
-    def plan(self, circuit: Circuit, device="cpu", dtype=torch.float32) -> list:
-        """The batch operations a forward runs (strategy resolved), e.g. for cost counting."""
+    def plan(self, circuit: Circuit, device="cpu", dtype=torch.float32, batch: int = 1024) -> list:
+        """The batch operations a forward of ``batch`` points runs (strategy resolved), e.g. for cost
+        counting (the batch decides whether CZ rings fold into chunks)."""
         w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
         x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
         fused = self._fused_eligible(circuit, w)  # the fused kernels run the factored operations
         with torch.no_grad():
-            return self._prepare(circuit, w, x, strategy="factored" if fused else None, fold_diagonals=not fused)[0].ops
+            run, _, _, tensors, strategy = self._prepare(circuit, w, x, strategy="factored" if fused else None,
+                                                         fold_diagonals=False)
+        if fused or strategy in ("dense", "autograd"):
+            return run.ops
+        return self._fold_diagonals(run.ops, tensors, circuit.n_qubits, batch)
 
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
             return False
+        if self.strategy == "autograd" or (self.fused == "auto" and self.strategy == "dense"):
+            return False  # an explicit strategy is honoured (autograd: for second derivatives)
         # "auto" only where fused was measured faster than unfused (8 and 9 qubits on an H200,
         # experiments/results/tune_fused.md); fused=True runs it up to 10 qubits
         if not 8 <= circuit.n_qubits <= (10 if self.fused is True else 9):
@@ -370,7 +384,7 @@ class NativeBackend:
         return on_device and fused_path.available()
 
     @staticmethod
-    def _fold_diagonals(run_ops: list, tensors: list, n: int) -> list:
+    def _fold_diagonals(run_ops: list, tensors: list, n: int, batch: int) -> list:
         """A CZ ring right after the chunk on the last wires disappears into that chunk.
 
         The chunk acts on the state viewed as ``(2**before, 2**w, B)`` with one matrix per leading
@@ -381,8 +395,10 @@ class NativeBackend:
         out = []
         for op in run_ops:
             prev = out[-1] if out else None
+            # only where the 2**before matrices (2**(before + 2 * width) entries) are no larger than the
+            # state: for small batches at many qubits they would dwarf it
             if (op[0] == "mono" and op[1][0] is None and prev is not None and prev[0] == "chunk"
-                    and prev[1] > 0 and prev[1] + prev[2] == n):
+                    and prev[1] > 0 and prev[1] + prev[2] == n and (1 << (prev[1] + 2 * prev[2])) <= (1 << n) * batch):
                 _, before, width, ti, li = prev
                 k = 1 << width
                 tensors.append(op[1][2].reshape(1 << before, k, 1) * tensors[ti][li])  # (2**before, k, k)
@@ -430,6 +446,6 @@ class NativeBackend:
             while run_ops and run_ops[-1][0] == "mono" and run_ops[-1][1][0] is None:
                 run_ops.pop()  # a diagonal of unit modulus right before a Z measurement changes nothing
         if fold_diagonals and not dense:
-            run_ops = self._fold_diagonals(run_ops, tensors, n)
+            run_ops = self._fold_diagonals(run_ops, tensors, n, x.shape[0])
         run = _Run(run_ops, lay, n, circuit.n_observables, cdtype)
         return run, x, psi0, tensors, strategy
