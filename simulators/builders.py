@@ -88,10 +88,10 @@ def reuploading_circuit(n_qubits: int, spectrum_layers: int = 2, sublayers: int 
 
     The weights are ``w`` of shape ``(L + 1, sublayers, n_qubits, 3)``, flattened row-major.
     """
-    if not isinstance(n_qubits, int) or n_qubits < 1:
+    if not isinstance(n_qubits, int) or isinstance(n_qubits, bool) or n_qubits < 1:
         raise ValueError(f"n_qubits must be an integer >= 1, got {n_qubits!r}")
     for name, v, lo in (("spectrum_layers", spectrum_layers, 0), ("sublayers", sublayers, 1)):
-        if not isinstance(v, int) or v < lo:
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     entangler = _check_choice("entangler", entangler, ENTANGLERS)
     encoding = _check_choice("encoding", encoding, ENCODINGS)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import torch
+
 # name -> (number of wires, number of angles)
 GATES: dict[str, tuple[int, int]] = {
     "RX": (1, 1),
@@ -165,7 +167,7 @@ class Circuit:
     n_inputs: int = -1
 
     def __post_init__(self):
-        if not isinstance(self.n_qubits, int) or self.n_qubits < 1:
+        if not isinstance(self.n_qubits, int) or isinstance(self.n_qubits, bool) or self.n_qubits < 1:
             raise ValueError(f"n_qubits must be an integer >= 1, got {self.n_qubits!r}")
         gates, obs = tuple(self.gates), tuple(self.observables)
         object.__setattr__(self, "gates", gates)
@@ -215,6 +217,10 @@ def validate_call(circuit, weights, x) -> None:
     vector of ``circuit.n_weights`` and inputs of shape ``(batch, circuit.n_inputs)``."""
     if not isinstance(circuit, Circuit):
         raise TypeError(f"expected a qlite.simulators.Circuit, got {type(circuit).__name__}")
+    if not isinstance(x, torch.Tensor) or not isinstance(weights, torch.Tensor):
+        raise TypeError(f"weights and x must be torch tensors, got {type(weights).__name__} and {type(x).__name__}")
+    if x.is_complex():
+        raise TypeError("inputs are angles and must be real; got a complex tensor")
     if x.dim() != 2 or x.shape[1] != circuit.n_inputs:
         raise ValueError(f"expected inputs of shape (batch, {circuit.n_inputs}), got {tuple(x.shape)}")
     if tuple(weights.shape) != (circuit.n_weights,):

@@ -43,6 +43,11 @@ def test_negative_wires_and_non_param_angles_are_refused():
         Gate("RX", (-1,), (Param.weight(0),))
     with pytest.raises(TypeError, match="angles must be Param objects"):
         Gate("RX", (0,), (0.5,))
+    with pytest.raises(ValueError, match="spectrum_layers must be an integer"):
+        reuploading_circuit(2, True)
+    c = reuploading_circuit(2, 1)
+    with pytest.raises(TypeError, match="must be real"):
+        NativeBackend()(c, torch.zeros(c.n_weights), torch.zeros(3, 2, dtype=torch.complex64))
 
 
 def test_ring_folding_only_where_its_matrices_are_no_larger_than_the_state():
