@@ -51,12 +51,15 @@ def test_smollm2_loads_offline_and_quantizes(lm, wiki):
 
 
 @pytest.mark.slow
-def test_gptq_beats_rtn_at_3_bits_on_smollm2(lm, wiki):
-    from qlite.classical.evaluation import calibration_segments
+def test_gptq_beats_rtn_at_3_bits_on_smollm2(lm, wiki, shared_data_module):
+    """GPTQ needs enough calibration: with 8 x 256 tokens from a 5k-token slice it lost to RTN here
+    (ppl 180 vs 167 on 2 windows); with 32 x 256 from 20k tokens it wins clearly (measured 115 vs 155)."""
+    from qlite.classical.evaluation import calibration_segments, corpus_tokens, split_halves
 
-    model, _ = lm
-    cal, ev = wiki
-    calib = calibration_segments(cal, 8, 256, seed=0)
+    model, tok = lm
+    _, ev = wiki
+    first, _ = split_halves((shared_data_module / "wikitext2_test.txt").read_text())
+    calib = calibration_segments(corpus_tokens(first[:80000], tok), 32, 256, seed=0)
     g = compress(model, GPTQ(3, granularity=PerGroup(64)), calib=calib).model
     r = compress(model, RTN(3, granularity=PerGroup(64), symmetric=False)).model
-    assert _ppl(g, ev) < _ppl(r, ev)
+    assert _ppl(g, ev, n=4) < 0.9 * _ppl(r, ev, n=4)
