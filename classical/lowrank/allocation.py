@@ -12,7 +12,11 @@ The loss is the next-token cross-entropy when the model returns logits for token
 paper's perplexity), and otherwise the relative squared change of the model's outputs.
 
 Cost: ``len(KEEP_GRID)`` forwards over the search inputs per layer (the approximations come from one
-decomposition per layer).
+decomposition per layer). The search inputs must be large enough for single-layer loss changes to
+stand out of the sample's noise: measured on SmolLM2 with 2 x 128 tokens, the search lifted ASVD at
+20% removed from ppl 341,443 (uniform) to 172, but made SVD-LLM worse (525 vs 121), because the
+threshold it chose lay within the noise and concentrated the cut on a quarter of the layers. The
+ASVD paper searches on 32 x 2048 tokens.
 """
 
 from __future__ import annotations
