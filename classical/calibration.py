@@ -205,6 +205,30 @@ class Group:
     names: list[str]
     modules: list[nn.Module]
 
+    def observer(self, **stats) -> ActivationObserver:
+        """An :class:`ActivationObserver` of the group's shared input keeping ``stats``."""
+        from .layers import linear_weight
+
+        return ActivationObserver(self.names[0], linear_weight(self.modules[0]).shape[1], **stats)
+
+
+@torch.no_grad()
+def observe_inputs(model: nn.Module, calib: Iterable, names: Iterable[str], **stats) -> dict[str, ActivationObserver]:
+    """Whole-model forwards over ``calib`` with an :class:`ActivationObserver` (keeping ``stats``) on the
+    input of each named linear layer; returns them by name."""
+    from .layers import linear_weight
+
+    names = list(names)
+    obs = {n: ActivationObserver(n, linear_weight(model.get_submodule(n)).shape[1], **stats) for n in names}
+    handles = [model.get_submodule(n).register_forward_pre_hook(lambda _m, a, o=obs[n]: o.update(a[0])) for n in names]
+    try:
+        for x in calib:
+            call_model(model, x)
+    finally:
+        for h in handles:
+            h.remove()
+    return obs
+
 
 @torch.no_grad()
 def input_groups(block: nn.Module, targets: dict[str, nn.Module], args, kwargs) -> list[Group]:

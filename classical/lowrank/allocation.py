@@ -29,7 +29,7 @@ from torch import nn
 
 from ..calibration import call_model, output_logits
 from ..layers import linear_weight
-from .factor import rank_for_ratio, whitening_factor
+from .factor import decompose, rank_for_ratio
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +37,13 @@ KEEP_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 class _Approximator:
-    """``approx(k)``: the rank-``k`` approximation of one layer's weight by ``method``, from one SVD of
-    ``W T`` (``T`` = identity for SVD, ASVD's diagonal scaling, SVD-LLM's Cholesky factor)."""
+    """``approx(k)``: the rank-``k`` approximation of one layer's weight by ``method``, from one
+    :func:`~qlite.classical.lowrank.factor.decompose` (reused for every kept fraction)."""
 
     def __init__(self, W: torch.Tensor, method: str, stat: torch.Tensor | None, *, alpha: float, damp: float):
-        W = W.detach().double()
-        if method == "svd":
-            U, s, Vh = torch.linalg.svd(W, full_matrices=False)
-        elif method == "asvd":
-            scale = stat.double().to(W.device).clamp(min=1e-6).pow(alpha)
-            U, s, Vh = torch.linalg.svd(W * scale[None, :], full_matrices=False)
-            Vh = Vh / scale[None, :]
-        else:
-            S = whitening_factor(stat.to(W.device), damp=damp)
-            U, s, Vh = torch.linalg.svd(W @ S, full_matrices=False)
-            Vh = torch.linalg.solve_triangular(S.t(), Vh.t(), upper=True).t()  # Vh S^-1
+        U, s, V = decompose(W, method, stat, alpha=alpha, damp=damp)
         self.left = (U * s[None, :]).float()
-        self.right = Vh.float()
+        self.right = V.float()
 
     def approx(self, k: int) -> torch.Tensor:
         return self.left[:, :k] @ self.right[:k]

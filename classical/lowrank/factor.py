@@ -35,20 +35,37 @@ def _split(U, s, Vh, k, dtype):
     return (U[:, :k] * r[None, :]).to(dtype), (r[:, None] * Vh[:k]).to(dtype)
 
 
+def decompose(W: torch.Tensor, method: str = "svd", stat: torch.Tensor | None = None, *, alpha: float = 0.5,
+              damp: float = 0.0, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(U, sigma, V)`` in float64 with ``U[:, :k] diag(sigma[:k]) V[:k]`` the method's rank-``k``
+    approximation of ``W`` for every ``k``: the SVD of ``W T`` with ``V = Vh T^-1``, where ``T`` is the
+    identity (``"svd"``), ASVD's ``diag(stat ** alpha)`` (``stat`` = the inputs' mean ``|x|``) or SVD-LLM's
+    Cholesky factor of ``stat`` = the input covariance (``"svd-llm"``, see :func:`whitening_factor`)."""
+    W = W.detach().double()
+    if method == "svd":
+        return torch.linalg.svd(W, full_matrices=False)
+    if method == "asvd":
+        scale = stat.detach().double().to(W.device).clamp(min=eps).pow(alpha)
+        U, s, Vh = torch.linalg.svd(W * scale[None, :], full_matrices=False)
+        return U, s, Vh / scale[None, :]
+    if method == "svd-llm":
+        S = whitening_factor(stat.to(W.device), damp=damp)
+        U, s, Vh = torch.linalg.svd(W @ S, full_matrices=False)
+        # Vh S^-1 by a triangular solve: X S = Vh  <=>  S^T X^T = Vh^T.
+        return U, s, torch.linalg.solve_triangular(S.t(), Vh.t(), upper=True).t()
+    raise ValueError(f"method must be 'svd', 'asvd' or 'svd-llm', got {method!r}")
+
+
 def svd_factors(W: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Truncated SVD of ``W`` to rank ``k``."""
     _check_rank(W, k)
-    U, s, Vh = torch.linalg.svd(W.detach().double(), full_matrices=False)
-    return _split(U, s, Vh, k, W.dtype)
+    return _split(*decompose(W, "svd"), k, W.dtype)
 
 
 def asvd_factors(W: torch.Tensor, act_absmean: torch.Tensor, k: int, *, alpha: float = 0.5, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """ASVD: ``act_absmean[j] = mean_t |x_tj|`` of the layer's inputs, scaled by ``S_jj = act_absmean_j ** alpha``."""
     _check_rank(W, k)
-    s_in = act_absmean.detach().double().to(W.device).clamp(min=eps).pow(alpha)
-    U, s, Vh = torch.linalg.svd(W.detach().double() * s_in[None, :], full_matrices=False)
-    A, B = _split(U, s, Vh, k, torch.float64)
-    return A.to(W.dtype), (B / s_in[None, :]).to(W.dtype)
+    return _split(*decompose(W, "asvd", act_absmean, alpha=alpha, eps=eps), k, W.dtype)
 
 
 def whitening_factor(H: torch.Tensor, *, damp: float = 0.0) -> torch.Tensor:
@@ -73,9 +90,6 @@ def whitened_svd_factors(W: torch.Tensor, H: torch.Tensor, k: int, *, damp: floa
     """SVD-LLM: ``(A, B, sigma)`` where ``sigma`` are all singular values of ``W S`` (so the output error
     of rank ``k`` is ``sum(sigma[k:]**2)`` in the units of ``H``)."""
     _check_rank(W, k)
-    S = whitening_factor(H.to(W.device), damp=damp)
-    U, s, Vh = torch.linalg.svd(W.detach().double() @ S, full_matrices=False)
-    A, B = _split(U, s, Vh, k, torch.float64)
-    # B S^-1 by a triangular solve: X S = B  <=>  S^T X^T = B^T.
-    B = torch.linalg.solve_triangular(S.t(), B.t(), upper=True).t()
-    return A.to(W.dtype), B.to(W.dtype), s
+    U, s, V = decompose(W, "svd-llm", H, damp=damp)
+    A, B = _split(U, s, V, k, W.dtype)
+    return A, B, s

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..calibration import ActivationObserver, call_model
+from ..calibration import move, observe_inputs
 from ..layers import linear_weight
 from ..transform import LayerRecord, LinearTransform, Transform, output_rel_error, state_bytes, transform_for
 from .configs import FactorizedEmbedding, LowRank
@@ -42,8 +42,7 @@ class _LowRank(LinearTransform):
         m = self.config.method
         if m == "svd":
             return None
-        n = linear_weight(group.modules[0]).shape[1]
-        return ActivationObserver(group.names[0], n, hessian=m == "svd-llm", absmean=m == "asvd")
+        return group.observer(hessian=m == "svd-llm", absmean=m == "asvd")
 
     def run(self, model, calib, ctx):
         self._ranks = self._search(model, calib) if self.config.allocation == "sensitivity" else None
@@ -51,9 +50,6 @@ class _LowRank(LinearTransform):
 
     def _search(self, model, calib) -> dict:
         """ASVD's rank search on the unmodified model (``allocation="sensitivity"``)."""
-        import torch
-
-        from ..calibration import move
         from .allocation import sensitivity_ranks
 
         c = self.config
@@ -62,24 +58,8 @@ class _LowRank(LinearTransform):
         inputs = [move(_crop(x, c.search_tokens), device) for x in list(calib)[: c.search_samples]]
         stats: dict = {}
         if c.method != "svd":  # the inputs' mean |x| (ASVD) or covariance (SVD-LLM) of every layer
-            sums: dict = {}
-
-            def hook(name):
-                def fn(_m, a):
-                    x = a[0].detach().reshape(-1, a[0].shape[-1]).double()
-                    s, n = sums.get(name, (0, 0))
-                    sums[name] = (s + (x.abs().sum(0) if c.method == "asvd" else x.t() @ x), n + x.shape[0])
-                return fn
-
-            handles = [m.register_forward_pre_hook(hook(n)) for n, m in targets.items()]
-            try:
-                with torch.no_grad():
-                    for x in inputs:
-                        call_model(model, x)
-            finally:
-                for h in handles:
-                    h.remove()
-            stats = {n: s / max(cnt, 1) for n, (s, cnt) in sums.items()}
+            obs = observe_inputs(model, inputs, targets, hessian=c.method == "svd-llm", absmean=c.method == "asvd")
+            stats = {n: o.absmean if c.method == "asvd" else o.H for n, o in obs.items()}
         return sensitivity_ranks(model, targets, stats, inputs, removed=c.ratio, method=c.method, alpha=c.alpha,
                                  damp=c.damp)
 

@@ -38,7 +38,7 @@ class _LLMInt8(LinearTransform):
     def make_observer(self, group, total_rows, ctx):
         if not self.config.keep_outlier_weights:
             return None
-        return ActivationObserver(group.names[0], linear_weight(group.modules[0]).shape[1], absmax=True)
+        return group.observer(absmax=True)
 
     def convert(self, name, module, group, observer, ctx):
         from ..granularity import PerChannel
@@ -57,7 +57,7 @@ class _LLMInt8(LinearTransform):
 @transform_for(SmoothQuant)
 class _SmoothQuant(LinearTransform):
     def make_observer(self, group, total_rows, ctx):
-        return ActivationObserver(group.names[0], linear_weight(group.modules[0]).shape[1], absmax=True)
+        return group.observer(absmax=True)
 
     def prepare_group(self, group, observer, ctx):
         # Eq. 4: s_j = max|X_j|^a / max|W_j|^(1-a), W_j over every layer reading this input.
@@ -82,7 +82,7 @@ class _SmoothQuant(LinearTransform):
 @transform_for(GPTQ)
 class _GPTQ(LinearTransform):
     def make_observer(self, group, total_rows, ctx):
-        return ActivationObserver(group.names[0], linear_weight(group.modules[0]).shape[1], hessian=True)
+        return group.observer(hessian=True)
 
     def convert(self, name, module, group, observer, ctx):
         c = self.config

@@ -3,7 +3,6 @@ primitive, and build a :class:`SparseLinear` with the fixed mask."""
 
 from __future__ import annotations
 
-from ..calibration import ActivationObserver
 from ..layers import linear_weight
 from ..transform import LinearTransform, output_rel_error, transform_for
 from .configs import Magnitude, SparseGPT, Wanda
@@ -47,7 +46,7 @@ class _Magnitude(_SparseTransform):
 @transform_for(Wanda)
 class _Wanda(_SparseTransform):
     def make_observer(self, group, total_rows, ctx):
-        return ActivationObserver(group.names[0], linear_weight(group.modules[0]).shape[1], sqsum=True)
+        return group.observer(sqsum=True)
 
     def convert(self, name, module, group, observer, ctx):
         w = linear_weight(module).detach()
@@ -60,7 +59,7 @@ class _Wanda(_SparseTransform):
 @transform_for(SparseGPT)
 class _SparseGPT(_SparseTransform):
     def make_observer(self, group, total_rows, ctx):
-        return ActivationObserver(group.names[0], linear_weight(group.modules[0]).shape[1], hessian=True)
+        return group.observer(hessian=True)
 
     def convert(self, name, module, group, observer, ctx):
         c = self.config

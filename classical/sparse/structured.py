@@ -27,7 +27,7 @@ from torch import nn
 
 from ..attention import attention_modules, require_plain_projections
 from ..blocks import find_blocks, skipped
-from ..calibration import call_model
+from ..calibration import call_model, observe_inputs
 from ..layers import is_linear, linear_weight
 from ..transform import LayerRecord, Transform, state_bytes, transform_for
 from .configs import StructuredPrune
@@ -98,25 +98,9 @@ def taylor_scores(model: nn.Module, calib: list, names: list[str]) -> dict[str, 
             p.requires_grad_(f)
 
 
-@torch.no_grad()
 def input_sqsum(model: nn.Module, calib: list, names: list[str]) -> dict[str, torch.Tensor]:
     """``sum_t x_tj^2`` of the inputs of each named linear over ``calib`` (one forward pass each)."""
-    sums: dict[str, torch.Tensor] = {}
-
-    def hook(name):
-        def fn(_m, a):
-            x = a[0].detach().reshape(-1, a[0].shape[-1]).float()
-            sums[name] = sums.get(name, 0) + (x * x).sum(0)
-        return fn
-
-    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
-    try:
-        for x in calib:
-            call_model(model, x)
-    finally:
-        for h in handles:
-            h.remove()
-    return sums
+    return {n: o.sqsum for n, o in observe_inputs(model, calib, names, sqsum=True).items()}
 
 
 def _rebuild(m: nn.Module, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
