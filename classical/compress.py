@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import CompressionConfig
-from .transform import Context, LayerRecord, state_bytes, transform_of
+from .transform import Context, LayerRecord, LinearTransform, state_bytes, transform_of
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,73 @@ class CompressionResult:
     report: CompressionReport
 
 
+def _recipe_items(recipe) -> list[CompressionConfig]:
+    if isinstance(recipe, CompressionConfig):
+        return [recipe]
+    if isinstance(recipe, (str, bytes, dict)) or not isinstance(recipe, (list, tuple)):
+        raise TypeError(f"recipe must be a config or a list of configs such as [RTN(bits=4)], got {recipe!r}; "
+                        "configs are classes of qlite.classical (a JSON recipe goes through recipe_from_json)")
+    if not recipe:
+        raise ValueError("recipe is empty; give at least one config such as RTN(bits=8)")
+    for c in recipe:
+        if not isinstance(c, CompressionConfig):
+            raise TypeError(f"recipe items must be compression configs such as RTN(bits=4), got {c!r}")
+    return list(recipe)
+
+
+def _check_order(items: list[CompressionConfig]) -> None:
+    """Steps that reshape layers must come before those that replace them: structured pruning and GQA
+    read plain linear layers, and would prune the inner factors of a low-rank layer as if they were
+    unrelated layers (or fail half way). Checked before any work."""
+    for i, c in enumerate(items):
+        if not c.reshapes_layers:
+            continue
+        earlier = [e.name for e in items[:i] if isinstance(transform_of(e), LinearTransform)]
+        if earlier:
+            raise ValueError(f"{c.name} comes after {earlier[0]}, which replaces the linear layers it would reshape; "
+                             f"put {type(c).__name__} first in the recipe (reshape, then factorise / sparsify / "
+                             "quantize)")
+
+
+def _check_calibration(model: nn.Module, calib: list) -> None:
+    """One forward of ``calib[0]`` where the model is, so data the model cannot take (wrong width,
+    float instead of token ids...) is refused before any work, with its shape in the message."""
+    from .calibration import call_model, move
+
+    x = calib[0]
+    if not isinstance(x, (torch.Tensor, dict, tuple, list)):
+        raise TypeError(f"calibration items must be model inputs (tensors, dicts of tensors or tuples), got "
+                        f"{type(x).__name__}")
+    dev = next(iter([*model.parameters(), *model.buffers()]), torch.empty(0)).device
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            call_model(model, move(x, dev))
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        raise ValueError(f"the model cannot take calib[0] ({_describe(x)}): {str(err).splitlines()[0][:300]}; "
+                         "give calibration inputs the model accepts, e.g. (1, seqlen) token-id tensors for a "
+                         "causal LM or (batch, in_features) tensors for a network of linear layers") from err
+    finally:
+        model.train(was)
+
+
+def _describe(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor of shape {tuple(x.shape)}, {str(x.dtype).replace('torch.', '')}"
+    if isinstance(x, dict):
+        return "dict " + ", ".join(f"{k}: {_describe(v)}" for k, v in x.items())
+    if isinstance(x, (tuple, list)):
+        return f"{type(x).__name__} of " + ", ".join(_describe(v) for v in x)
+    return type(x).__name__
+
+
 def compress(
     model: nn.Module,
     recipe: CompressionConfig | list[CompressionConfig],
     calib: list | None = None,
-    inplace: bool = False,
     *,
+    inplace: bool = False,
     device: torch.device | str | None = None,
     offload: bool = False,
     seed: int = 0,
@@ -102,8 +163,11 @@ def compress(
         :class:`CompressionResult` with ``.model`` and ``.report``.
 
     Raises:
-        TypeError: a recipe item is not a config. ValueError: calibration data missing or empty, a layer
-        the method cannot handle (named in the message, with the fix), no layers to compress.
+        TypeError: ``model`` is not a module, the recipe (or an item of it) is not a config.
+        ValueError: calibration data missing, empty or not accepted by the model (one forward of
+        ``calib[0]`` is tried before any work), a step that reshapes layers (``StructuredPrune``,
+        ``GQA``) after one that factorises, sparsifies or quantizes them, a layer the method cannot
+        handle (named in the message, with the fix), no layers to compress.
 
     Example:
         >>> from torch import nn
@@ -113,12 +177,10 @@ def compress(
         >>> res.report.ratio > 3
         True
     """
-    items = [recipe] if isinstance(recipe, CompressionConfig) else list(recipe)
-    if not items:
-        raise ValueError("recipe is empty; give at least one config such as RTN(bits=8)")
-    for c in items:
-        if not isinstance(c, CompressionConfig):
-            raise TypeError(f"recipe items must be compression configs such as RTN(bits=4), got {c!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"compress takes a torch.nn.Module, got {type(model).__name__}; load the model first "
+                        "(e.g. qlite.classical.load_causal_lm() or transformers' from_pretrained)")
+    items = _recipe_items(recipe)
     if calib is not None and not isinstance(calib, (list, tuple)):
         raise TypeError(f"calib must be a list of model inputs, got {type(calib).__name__}")
     needs = [c.name for c in items if c.requires_calibration]
@@ -127,6 +189,9 @@ def compress(
             f"{', '.join(needs)} needs calibration data: pass calib=[...] (model inputs, e.g. a list of "
             "(1, seqlen) token-id tensors)"
         )
+    _check_order(items)
+    if needs:
+        _check_calibration(model, calib)
     target = model if inplace else copy.deepcopy(model)
     was_training = target.training
     target.eval()

@@ -26,9 +26,12 @@ class CompressionConfig:
             output head (``lm_head``) in float, as GPTQ, AWQ and SmoothQuant do.
     Class attributes:
         needs_calibration: whether ``compress`` must be given ``calib`` data for this method.
+        reshapes_layers: the method changes the shapes of plain linear layers (structured pruning,
+            GQA), so it must come before any method that replaces them (checked by ``compress``).
     """
 
     needs_calibration: ClassVar[bool] = False
+    reshapes_layers: ClassVar[bool] = False
     skip: tuple[str, ...] = dataclasses.field(default=("lm_head", "*.lm_head"), kw_only=True)
 
     def __init_subclass__(cls, **kwargs):

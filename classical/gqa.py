@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -98,6 +99,7 @@ class GQA(CompressionConfig):
     """Grouped-query conversion as a recipe step: ``compress(model, GQA(1))`` gives multi-query attention.
     ``num_kv_heads`` must divide every attention module's query-head count."""
 
+    reshapes_layers: ClassVar[bool] = True
     num_kv_heads: int = 1
 
     def __post_init__(self):

@@ -32,6 +32,10 @@ def time_call(fn: Callable[[], object], device, repeats: int = 10, warmup: int =
 
     ``max_seconds`` stops early (after at least one timed run) when a case is slow.
     """
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1 (the median of no runs is undefined), got {repeats!r}")
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
     device = torch.device(device)
     for _ in range(warmup):
         fn()

@@ -14,8 +14,9 @@ class LowRank(CompressionConfig):
     """Replace each linear layer by two (:class:`LowRankLinear`) of rank ``k``.
 
     Args:
-        ratio: fraction of each layer's weight parameters **removed**: ``k`` is the largest rank with
-            ``k * (in + out) <= (1 - ratio) * in * out`` (so ``ratio=0.2`` keeps 80% of the parameters).
+        ratio: fraction of each layer's weight parameters **removed**, in ``(0, 1)``: ``k`` is the largest
+            rank with ``k * (in + out) <= (1 - ratio) * in * out`` (so ``ratio=0.2`` keeps 80% of the
+            parameters). ``0`` is refused: even the largest such rank truncates the spectrum.
         method: ``"svd"`` (truncated SVD of ``W``), ``"asvd"`` (activation-aware scaling, Yuan et al.
             2023) or ``"svd-llm"`` (truncation-aware whitening with the Cholesky factor of the activation
             covariance, Wang et al. 2024); the last two need calibration data.
@@ -50,7 +51,12 @@ class LowRank(CompressionConfig):
                 raise ValueError(f"LowRank: rank must be a positive integer, got {self.rank!r}")
             object.__setattr__(self, "ratio", None)
         elif isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"LowRank: ratio is the fraction of parameters removed and must lie in [0, 1), got {self.ratio!r}")
+            raise ValueError(f"LowRank: ratio is the fraction of parameters removed and must lie in (0, 1), got {self.ratio!r}")
+        elif self.ratio == 0:
+            # Not an identity: the largest rank with k (in + out) <= in * out is below full rank, so the
+            # factorisation would still truncate (and add error) while promising to remove nothing.
+            raise ValueError("LowRank: ratio=0 removes no parameters, but a factorisation still truncates the "
+                             "spectrum; leave LowRank out of the recipe, or give the rank to keep with rank=k")
         if not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
             raise ValueError(f"LowRank: alpha must lie in [0, 1], got {self.alpha!r}")
         if not isinstance(self.damp, (int, float)) or self.damp < 0:

@@ -95,6 +95,7 @@ class StructuredPrune(CompressionConfig):
     """
 
     needs_calibration: ClassVar[bool] = True
+    reshapes_layers: ClassVar[bool] = True
     ratio: float = 0.2
     targets: tuple[str, ...] = ("mlp",)
     importance: str = "taylor"

@@ -43,7 +43,9 @@ def mlp_groups(model: nn.Module, skip: tuple[str, ...] = ()) -> list[tuple[list[
     for i, block in enumerate(blocks.blocks):
         prefix = blocks.name(i)
         full = [(f"{prefix}.{n}" if prefix else n, m) for n, m in block.named_modules() if n]
-        for n, m in full:  # a factorised / compressed layer would be read as two unrelated linears
+        # the block itself counts too: in an nn.Sequential each layer is a block, and a factorised
+        # layer's two inner linears would otherwise be read as a producer and its consumer
+        for n, m in [(prefix, block), *full]:  # a factorised / compressed layer would be read as two unrelated linears
             if (not is_linear(m) and isinstance(getattr(m, "in_features", None), int) and n not in attn_layers
                     and not skipped(n, skip)):
                 raise ValueError(f"StructuredPrune: {n} is a {type(m).__name__}, not a plain linear layer; prune "

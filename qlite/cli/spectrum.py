@@ -31,6 +31,17 @@ def _scaling(text: str):
         ) from None
 
 
+def _positive_int(text: str) -> int:
+    """An integer >= 1 (``--repeats 0`` would time nothing and report a median of no runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (at least 1), got {value}")
+    return value
+
+
 # The options of a fresh QIREN and their defaults (None in the parser, so that `model --checkpoint`
 # can refuse them instead of ignoring them).
 QIREN_DEFAULTS = {"in_features": 2, "qubits": 8, "layers": 2, "hidden_layers": 2}
@@ -74,8 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("coefficients", help="time coefficients() of a QIREN on the standard grid")
     _add_qiren_args(p)
-    p.add_argument("--degree", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--degree", type=_positive_int, default=16, help="frequencies -degree..degree per input")
+    p.add_argument("--repeats", type=_positive_int, default=5, help="timed runs after the warm-up (at least 1)")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("report", help="run the spectrum study: figures and spectrum.md")

@@ -146,3 +146,36 @@ def test_offload_gives_the_same_result():
     b = compress(model, GPTQ(4, group_size=32), calib=calib, device="cpu", offload=True).model
     for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), n
+
+
+# -- bad input refused before any work (issue 15) ------------------------------------------------------
+def test_a_string_or_a_non_module_is_refused_with_the_fix():
+    with pytest.raises(TypeError, match=r"recipe must be a config or a list of configs such as \[RTN\(bits=4\)\], got 'RTN'"):
+        compress(_net(), "RTN")
+    with pytest.raises(TypeError, match="compress takes a torch.nn.Module, got str"):
+        compress("model", [RTN(8)])
+    with pytest.raises(TypeError, match="recipe must be a config"):
+        compress(_net(), {"type": "RTN"})
+
+
+def test_inplace_is_keyword_only():
+    with pytest.raises(TypeError):
+        compress(_net(), [RTN(8)], None, True)
+
+
+def test_calibration_data_of_the_wrong_width_is_refused_before_any_work(monkeypatch):
+    from qlite.classical import transform
+
+    ran = []
+    monkeypatch.setattr(transform.LinearTransform, "run", lambda self, *a, **k: ran.append(1) or [])
+    with pytest.raises(ValueError, match=r"cannot take calib\[0\] \(tensor of shape \(16, 48\), float32\)"):
+        compress(_net(), GPTQ(4, group_size=16), calib=_calib(width=48))
+    assert not ran  # refused before the first transform started
+    with pytest.raises(TypeError, match="calibration items must be model inputs"):
+        compress(_net(), GPTQ(4, group_size=16), calib=["some text"])
+
+
+def test_float_calibration_for_a_language_model_is_refused(tiny_llm):
+    model, _ = tiny_llm
+    with pytest.raises(ValueError, match=r"cannot take calib\[0\] \(tensor of shape \(1, 16, 5\), float32\)"):
+        compress(model, GPTQ(4, group_size=16), calib=[torch.randn(1, 16, 5)])

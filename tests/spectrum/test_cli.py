@@ -44,6 +44,21 @@ def test_bad_arguments():
     assert args.spectrum_command == "report" and args.quick
 
 
+@pytest.mark.parametrize("flag, value", [("--repeats", "0"), ("--repeats", "-2"), ("--degree", "0"), ("--repeats", "x")])
+def test_coefficients_refuses_non_positive_counts(flag, value, capsys):
+    """``--repeats 0`` used to time nothing and fail on the median of no runs."""
+    with pytest.raises(SystemExit):
+        _parse("spectrum", "coefficients", flag, value)
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_time_call_refuses_zero_repeats():
+    from qlite.bench import time_call
+
+    with pytest.raises(ValueError, match=r"repeats must be an integer >= 1 .*, got 0"):
+        time_call(lambda: None, "cpu", repeats=0)
+
+
 # -- `spectrum model --checkpoint`: a model trained by `qlite fit` --------------------------------------
 def test_model_from_a_qlite_fit_checkpoint(tmp_path):
     """The frequencies come from the trained weights: the bandwidth per input is, for RZ encoding

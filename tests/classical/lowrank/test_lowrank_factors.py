@@ -155,3 +155,41 @@ def test_sensitivity_search_gives_ranks_where_they_matter_and_bad_input():
         LowRank(rank=4, allocation="sensitivity")
     with pytest.raises(ValueError, match="calibration"):
         compress(net, LowRank(0.4, allocation="sensitivity"))
+
+
+def test_lowrank_ratio_zero_is_refused():
+    """ratio=0 promises to remove nothing, yet the largest rank it allows still truncates the spectrum
+    (before the fix it built rank-k factors and added error); it is refused with the alternatives."""
+    from qlite.classical import LowRank
+
+    with pytest.raises(ValueError, match="ratio=0 removes no parameters.*leave LowRank out of the recipe"):
+        LowRank(0.0)
+    with pytest.raises(ValueError, match=r"must lie in \(0, 1\), got 1.0"):
+        LowRank(1.0)
+    assert LowRank(rank=4).ratio is None  # an explicit rank is still accepted
+
+
+def test_lowrank_before_structured_pruning_is_refused_before_any_work(tiny_llm):
+    """The README's order rule: reshape (StructuredPrune, GQA) first, then factorise / quantize."""
+    import torch
+    from torch import nn
+
+    from qlite.classical import GQA, RTN, LowRank, StructuredPrune, compress
+
+    model, calib = tiny_llm
+    for recipe in ([LowRank(0.5), StructuredPrune(0.5, importance="activation")], [RTN(8), GQA(1)],
+                   [LowRank(0.5), GQA(1)]):
+        with pytest.raises(ValueError, match=r"comes after .* put (StructuredPrune|GQA) first in the recipe"):
+            compress(model, recipe, calib=calib)
+    # the same rule on a network whose blocks are single layers: two calls, the second refused
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 16))
+    x = [torch.randn(4, 16)]
+    with pytest.raises(ValueError, match="comes after"):
+        compress(net, [LowRank(0.5), StructuredPrune(0.5, importance="activation")], calib=x)
+    low = compress(net, LowRank(0.5)).model
+    with pytest.raises(ValueError, match="StructuredPrune: 0 is a LowRankLinear, not a plain linear layer"):
+        compress(low, StructuredPrune(0.5, importance="activation"), calib=x)
+    # the right order still works
+    ok = compress(model, [StructuredPrune(0.5, importance="activation"), LowRank(0.5)], calib=calib)
+    assert any(r.method.startswith("LowRank") for r in ok.report.layers)
