@@ -13,6 +13,8 @@ Constructors:
 * :func:`function` -- an analytic target sampled on a grid or on given coordinates.
 * :func:`super_resolution` -- a training grid and a finer evaluation grid of the same source;
   :func:`upsample` gives the classical interpolation baselines on the fine grid.
+* :func:`text` -- train / validation / test token windows of a corpus (:class:`TextData`, for
+  language models; implemented in :mod:`qlite.data_text`).
 
 Grid convention: coordinates follow PyTorch's ``align_corners`` semantics. With the default
 ``align_corners=False`` sample ``i`` of ``n`` sits at the cell centre ``-1 + (2i + 1) / n``, so a
@@ -35,6 +37,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .data_text import CharTokenizer, TextData, text  # noqa: F401  (public here: qlite.data.text)
 
 # scikit-image's bundled example images (skimage.data) that load without a download.
 SKIMAGE_IMAGES = (

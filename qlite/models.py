@@ -349,3 +349,78 @@ def build_model(kind: str | ModelSpec, in_features: int, out_features: int, *, s
     """
     s = kind if isinstance(kind, ModelSpec) else ModelSpec(kind, **spec)
     return s.build(in_features, out_features, seed=seed)
+
+
+# -- small language models ------------------------------------------------------------------
+FFN_KINDS = ("classical", "quantum")
+
+
+def small_llama(vocab_size: int, *, hidden_size: int = 256, n_layers: int = 4, n_heads: int = 4,
+                n_kv_heads: int | None = None, intermediate_size: int | None = None, max_seq_len: int = 512,
+                ffn: str = "classical", n_qubits: int = 8, dropout: float = 0.0, seed: int | None = 0) -> nn.Module:
+    """A small from-scratch Llama (``transformers.LlamaForCausalLM``) for character- or token-level text.
+
+    The defaults (hidden 256, 4 layers, 4 heads, SwiGLU MLP of 768) give 3.44 M parameters for a
+    65-character vocabulary. ``ffn="quantum"`` replaces every block's MLP by a
+    :class:`qlite.lm.QuantumFFN` on ``n_qubits`` qubits (``qlite.lm.inject(model,
+    QuantumFFNConfig(n_qubits=...), target_modules=["*.mlp"])``); the returned model then has
+    every other parameter trainable too (a from-scratch model has no frozen base).
+
+    Args:
+        vocab_size: the tokenizer's vocabulary (e.g. ``TextData.vocab_size``).
+        hidden_size, n_layers, n_heads, n_kv_heads (default ``n_heads``; fewer gives grouped-query
+            attention), intermediate_size (default ``3 * hidden_size``), max_seq_len: the Llama
+            configuration.
+        ffn: ``"classical"`` (Llama's SwiGLU MLP) or ``"quantum"``.
+        n_qubits: qubits of each quantum FFN.
+        dropout: attention dropout.
+        seed: the initial weights come from ``torch.manual_seed(seed)`` inside a forked RNG (the
+            caller's RNG is untouched); ``None`` draws from the global RNG.
+
+    Raises:
+        ValueError: non-positive sizes, ``hidden_size`` not a multiple of ``n_heads``, ``n_heads``
+            not a multiple of ``n_kv_heads``, an unknown ``ffn``.
+        ImportError: transformers (``pip install 'qlite[llm]'``), or ``qlite.lm`` for ``ffn="quantum"``.
+
+    Example:
+        >>> model = small_llama(65, hidden_size=64, n_layers=2)
+    """
+    n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+    intermediate_size = 3 * hidden_size if intermediate_size is None else intermediate_size
+    _check_sizes(vocab_size=(vocab_size, 1), hidden_size=(hidden_size, 1), n_layers=(n_layers, 1), n_heads=(n_heads, 1),
+                 n_kv_heads=(n_kv_heads, 1), intermediate_size=(intermediate_size, 1), max_seq_len=(max_seq_len, 2),
+                 n_qubits=(n_qubits, 1))
+    if hidden_size % n_heads:
+        raise ValueError(f"hidden_size={hidden_size} must be a multiple of n_heads={n_heads}")
+    if n_heads % n_kv_heads:
+        raise ValueError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads} (grouped-query attention)")
+    if ffn not in FFN_KINDS:
+        raise ValueError(f"ffn must be one of {FFN_KINDS}, got {ffn!r}")
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+    try:
+        import transformers
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("small_llama needs transformers: pip install 'qlite[llm]'") from err
+    config = transformers.LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                                      num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                      num_key_value_heads=n_kv_heads, max_position_embeddings=max_seq_len,
+                                      attention_dropout=float(dropout), tie_word_embeddings=False)
+
+    def build():
+        model = transformers.LlamaForCausalLM(config)
+        if ffn == "quantum":
+            try:
+                from .lm import QuantumFFNConfig, inject
+            except ImportError as err:
+                raise ImportError(f"ffn='quantum' needs qlite.lm ({err})") from err
+            model = inject(model, QuantumFFNConfig(n_qubits=n_qubits), target_modules=["*.mlp"])
+            for p in model.parameters():  # from scratch: nothing is a frozen base
+                p.requires_grad_(True)
+        return model
+
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

@@ -112,15 +112,18 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(directory, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    rng: dict[str, torch.Tensor], info: dict[str, Any]) -> Path:
+                    rng: dict[str, torch.Tensor], info: dict[str, Any],
+                    state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a checkpoint of ``model`` (and ``optimizer``) after ``epoch`` into ``directory``.
 
-    Returns the path of the JSON index.
+    ``state``: the tensors to store instead of the whole ``model.state_dict()`` (e.g. only the
+    adapter weights of a model whose base is frozen). Returns the path of the JSON index.
     """
     st = _safetensors()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    state = model.state_dict() if state is None else state
+    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in state.items()}
     opt_meta = None
     if optimizer is not None:
         opt_tensors, opt_meta = _split_optimizer_state(optimizer.state_dict())
@@ -202,16 +205,36 @@ def model_signature(model: torch.nn.Module) -> str:
     return re.sub(r",? ?backend='[^']*'", "", repr(model))
 
 
-def check_compatible(model: torch.nn.Module, ckpt: Checkpoint, directory) -> None:
-    """Raise ``ValueError`` naming the difference when ``model`` is not the model that wrote ``ckpt``."""
+def signature_difference(stored: str, current: str, limit: int = 3) -> str:
+    """The lines where two model signatures differ, as ``checkpoint: ... / this model: ...``
+    (only the differing settings, not the whole model)."""
+    import difflib
+
+    a, b = stored.splitlines(), current.splitlines()
+    out = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        old = " | ".join(x.strip() for x in a[i1:i2]) or "(nothing)"
+        new = " | ".join(x.strip() for x in b[j1:j2]) or "(nothing)"
+        out.append(f"checkpoint: {old[:200]} / this model: {new[:200]}")
+        if len(out) == limit:
+            break
+    return "; ".join(out)
+
+
+def check_compatible(model: torch.nn.Module, ckpt: Checkpoint, directory,
+                     state: dict[str, torch.Tensor] | None = None) -> None:
+    """Raise ``ValueError`` naming the difference when ``model`` is not the model that wrote ``ckpt``
+    (``state``: the subset of the model's tensors such a checkpoint stores, see :func:`save_checkpoint`)."""
     want_class = ckpt.info.get("model_class")
-    state = model.state_dict()
+    state = model.state_dict() if state is None else state
     problems = []
     if want_class != type(model).__name__:
         problems.append(f"it was written by a {want_class}, this model is a {type(model).__name__}")
     elif ckpt.info.get("model_repr") not in (None, model_signature(model)):
-        problems.append("the layers differ in their settings (activation, omega_0, encoding, ...): the checkpoint's "
-                        f"model is {ckpt.info['model_repr']!r}")
+        problems.append("the layers differ in their settings: "
+                        + signature_difference(ckpt.info["model_repr"], model_signature(model)))
     missing = sorted(set(ckpt.model_state) - set(state))
     extra = sorted(set(state) - set(ckpt.model_state))
     if missing or extra:

@@ -34,6 +34,11 @@ class FitConfig:
             statistics of the training coordinates (see :func:`qlite.fit.recompute_batchnorm`).
         eval_batch_size: chunk size for prediction and statistics (``None``: all points at once).
         progress: show a progress bar; ``None`` shows it only when stdout and stderr are terminals.
+        max_steps: text only: stop after this many optimiser steps in total (``None``: ``epochs``
+            passes over the training windows). ``batch_size`` is then windows per step, and
+            ``checkpoint_every`` counts steps.
+        eval_every: text only: also report validation perplexity every this many steps (0: only
+            at the end).
     """
 
     epochs: int = 300
@@ -48,6 +53,8 @@ class FitConfig:
     recompute_batchnorm: bool = True
     eval_batch_size: int | None = None
     progress: bool | None = None
+    max_steps: int | None = None
+    eval_every: int = 0
 
     def __post_init__(self):
         def is_int(v):
@@ -59,8 +66,10 @@ class FitConfig:
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         for name in ("batch_size", "eval_batch_size"):
             v = getattr(self, name)
-            if v is not None and (not is_int(v) or v < 2):
-                raise ValueError(f"{name} must be None (all points) or an int >= 2 (BatchNorm needs two points), got {v!r}")
+            # >= 2 for signals (BatchNorm needs two points) is checked where a signal is fitted;
+            # a language model can take one window per step.
+            if v is not None and (not is_int(v) or v < 1):
+                raise ValueError(f"{name} must be None (all points) or a positive int, got {v!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if not math.isfinite(self.min_lr) or not 0 <= self.min_lr <= self.lr:
@@ -75,14 +84,20 @@ class FitConfig:
             raise ValueError(f"seed must be an int, got {self.seed!r}")
         if not is_int(self.checkpoint_every) or self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be a non-negative int, got {self.checkpoint_every!r}")
+        if self.max_steps is not None and (not is_int(self.max_steps) or self.max_steps < 0):
+            raise ValueError(f"max_steps must be None or a non-negative int, got {self.max_steps!r}")
+        if not is_int(self.eval_every) or self.eval_every < 0:
+            raise ValueError(f"eval_every must be a non-negative int (0: evaluate only at the end), got {self.eval_every!r}")
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ValueError(f"progress must be True, False or None (auto), got {self.progress!r}")
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate of ``epoch`` (0-based): constant, or cosine from ``lr`` to ``min_lr``."""
-        if self.schedule == "constant" or self.epochs <= 1:
+    def lr_at(self, epoch: int, total: int | None = None) -> float:
+        """Learning rate of ``epoch`` (0-based; a step for text) of ``total`` (default ``epochs``):
+        constant, or cosine from ``lr`` to ``min_lr``."""
+        total = self.epochs if total is None else total
+        if self.schedule == "constant" or total <= 1:
             return float(self.lr)
-        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * epoch / (self.epochs - 1)))
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * epoch / (total - 1)))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,7 +126,10 @@ class FitResult:
         history: per-epoch lists ``epoch`` (1-based), ``loss`` (training MSE before that epoch's
             last step, full-batch mean over all points), ``lr`` and ``seconds`` (cumulative).
         metrics: on the training signal after the fit: ``mse``, ``psnr`` and, for images, ``ssim``.
-        eval_metrics: the same on ``eval_data`` (e.g. the fine grid of a super-resolution pair).
+            Text: on the validation windows, ``perplexity``, ``nll`` (nats per token),
+            ``bits_per_token``, ``n_tokens`` scored and ``n_windows`` (``None`` without validation).
+        eval_metrics: the same on ``eval_data`` (e.g. the fine grid of a super-resolution pair);
+            text: on the test windows.
         params: trainable parameters.
         seconds: training time, including the epochs of an earlier run that was resumed.
         epochs: epochs trained in total.
@@ -130,6 +148,7 @@ class FitResult:
     config: FitConfig
     checkpoint: str | None = None
     info: dict = field(default_factory=dict)
+    steps: int | None = None  # optimiser steps (text runs)
 
     @property
     def seconds_per_epoch(self) -> float | None:
@@ -143,4 +162,4 @@ class FitResult:
         return {"params": self.params, "epochs": self.epochs, "seconds": self.seconds,
                 "seconds_per_epoch": self.seconds_per_epoch, "device": self.device, "world_size": self.world_size,
                 "metrics": self.metrics, "eval_metrics": self.eval_metrics, "config": self.config.to_dict(),
-                "history": self.history, "checkpoint": self.checkpoint, **self.info}
+                "history": self.history, "checkpoint": self.checkpoint, "steps": self.steps, **self.info}

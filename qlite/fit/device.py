@@ -43,9 +43,9 @@ def progress_enabled(requested: bool | None) -> bool:
 
 
 class Progress:
-    """A tqdm bar over epochs when enabled (and tqdm is installed), otherwise nothing."""
+    """A tqdm bar over epochs (or steps) when enabled (and tqdm is installed), otherwise nothing."""
 
-    def __init__(self, total: int, initial: int, enabled: bool, desc: str = "fit"):
+    def __init__(self, total: int, initial: int, enabled: bool, desc: str = "fit", unit: str = "epoch"):
         self.bar = None
         if enabled and total > initial:
             try:
@@ -53,7 +53,7 @@ class Progress:
             except ImportError:  # pragma: no cover - tqdm is in the data extra
                 log.info("progress bar needs tqdm: pip install 'qlite[data]'")
                 return
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
     def update(self, loss: float) -> None:
         if self.bar is not None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -18,8 +16,9 @@ from ..runtime import tune_cpu_allocator
 from . import checkpoint as ckpt_io
 from . import distributed as ddp
 from .batchnorm import recompute_batchnorm
+from .common import build_config, check_info, model_dtype, model_device, open_checkpoint, restore_rng, rng_state, setup_device
 from .config import FitConfig, FitResult
-from .device import Progress, progress_enabled, resolve_device
+from .device import Progress, progress_enabled
 from .metrics import signal_metrics
 
 log = logging.getLogger(__name__)
@@ -31,20 +30,6 @@ def _as_signal(data, name: str = "data") -> Signal:
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return Signal(torch.as_tensor(data[0]).float(), torch.as_tensor(data[1]).float())
     raise TypeError(f"{name} must be a qlite.data.Signal or a (coords, values) pair, got {type(data).__name__}")
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype the model computes in (data are cast to it: a float64 signal fits a float32 model)."""
-    for t in model.parameters():
-        if t.is_floating_point():
-            return t.dtype
-    return torch.get_default_dtype()
 
 
 @torch.no_grad()
@@ -64,12 +49,12 @@ def predict(model: nn.Module, coords, *, batch_size: int | None = None) -> torch
         raise ValueError("predict got no coordinates")
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None (all points at once), got {batch_size!r}")
-    dev = _model_device(model)
+    dev = model_device(model)
     was_training = model.training
     model.eval()
     try:
         chunks = coords.split(batch_size) if batch_size else (coords,)
-        dtype = _model_dtype(model)
+        dtype = model_dtype(model)
         out = torch.cat([model(c.to(dev, dtype)) for c in chunks])
     finally:
         model.train(was_training)
@@ -82,21 +67,14 @@ def evaluate(model: nn.Module, signal: Signal, *, batch_size: int | None = None)
     return signal_metrics(predict(model, signal.coords, batch_size=batch_size).cpu().float(), signal)
 
 
-def _build_config(config, overrides, stored: dict | None) -> FitConfig:
-    if config is None:
-        config = FitConfig.from_dict(stored) if stored is not None else FitConfig()
-    if not isinstance(config, FitConfig):
-        raise TypeError(f"config must be a FitConfig, got {type(config).__name__}")
-    known = set(FitConfig.__dataclass_fields__)
-    unknown = set(overrides) - known
-    if unknown:
-        raise TypeError(f"fit() got unknown options {sorted(unknown)}; FitConfig fields are {sorted(known)}")
-    return config.replace(**overrides) if overrides else config
-
 
 def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=None, device="auto",
-        checkpoint_dir=None, resume: bool = False, info: dict | None = None, **overrides) -> FitResult:
+        checkpoint_dir=None, resume: bool = False, info: dict | None = None, tune_allocator: bool = False,
+        **overrides) -> FitResult:
     """Train ``model`` to represent ``data`` (Adam on the mean squared error) and evaluate it.
+
+    ``data`` may also be a :class:`~qlite.data.TextData` (from :func:`qlite.data.text`): ``model``
+    is then trained as a causal language model (see :func:`qlite.fit.text_loop.fit_text`).
 
     Full batch by default as in the QIREN paper (Zhao et al., ICML 2024: Adam, lr 0.03, ~300
     epochs). At the end BatchNorm statistics are recomputed exactly on the training coordinates, so
@@ -121,6 +99,9 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
             optimiser state, RNG states and history are restored. Without ``config`` the stored
             configuration is used (``overrides`` still apply).
         info: JSON-able extras stored in the checkpoint (e.g. how to rebuild model and data).
+        tune_allocator: on CPU, raise glibc's mmap threshold first
+            (:func:`qlite.runtime.tune_cpu_allocator`: ~25% faster QIREN steps, but it changes the
+            allocator of the whole process, so only when asked).
 
     Returns:
         A :class:`FitResult`.
@@ -140,50 +121,32 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(tune_allocator, bool):
+        raise TypeError(f"tune_allocator must be True or False, got {tune_allocator!r}")
+    from ..data_text import TextData
+
+    if isinstance(data, TextData):
+        if eval_data is not None:
+            raise ValueError("eval_data does not apply to text: the TextData's validation and test windows are scored")
+        from .text_loop import fit_text
+
+        return fit_text(model, data, config, device=device, checkpoint_dir=checkpoint_dir, resume=resume, info=info,
+                        tune_allocator=tune_allocator, **overrides)
     data = _as_signal(data)
     eval_data = None if eval_data is None else _as_signal(eval_data, "eval_data")
-    _check_info(info)
-    checkpoint = None
-    if resume:
-        if checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir (the directory of the run to continue)")
-        checkpoint = ckpt_io.load_checkpoint(checkpoint_dir)
-        ckpt_io.check_compatible(model, checkpoint, checkpoint_dir)
-        if checkpoint.info.get("data_fingerprint") != data.fingerprint():
-            raise ValueError(f"the checkpoint in {str(checkpoint_dir)!r} was fitted to different data "
-                             f"({checkpoint.info.get('data')}); pass the same signal to resume")
-    elif checkpoint_dir is not None and ckpt_io.has_checkpoint(checkpoint_dir):
-        raise ValueError(f"{str(checkpoint_dir)!r} already holds a checkpoint; pass resume=True to continue it "
-                         f"or choose another checkpoint_dir (nothing was overwritten)")
-    cfg = _build_config(config, overrides, checkpoint.info["config"] if checkpoint else None)
+    check_info(info)
+    checkpoint = open_checkpoint(model, checkpoint_dir, resume, fingerprint=data.fingerprint(), described=data.describe())
+    cfg = build_config(config, overrides, checkpoint.info["config"] if checkpoint else None)
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(cfg, name) == 1:
+            raise ValueError(f"{name} must be None (all points) or an int >= 2 (BatchNorm needs two points), got 1")
     if checkpoint is not None and checkpoint.info["epoch"] > cfg.epochs:
         raise ValueError(f"the checkpoint is already at epoch {checkpoint.info['epoch']}, beyond epochs={cfg.epochs}; "
                          f"ask for at least {checkpoint.info['epoch']} epochs in total")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0")) if ddp.launched_distributed() else None
-    dev = resolve_device(device, local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)  # NCCL and barriers use the current device: one GPU per rank
-    else:
+    dev, ctx = setup_device(device, cfg)
+    if tune_allocator and dev.type == "cpu":
         tune_cpu_allocator()  # state buffers reused instead of page-faulted each step (qlite.runtime)
-    ctx = ddp.setup(dev.type)
     return _train(model, data, eval_data, cfg, dev, ctx, checkpoint, checkpoint_dir, info or {})
-
-
-def _check_info(info) -> None:
-    """``info`` goes into the checkpoint's JSON: refuse what JSON cannot hold before any training."""
-    if info is None:
-        return
-    try:
-        json.dumps(info)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"info must be JSON-serialisable (it is stored in the checkpoint's index): {e}") from None
-
-
-def _rng_state(gen: torch.Generator, dev: torch.device) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state(), "shuffle": gen.get_state()}
-    if dev.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(dev)
-    return state
 
 
 def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint, checkpoint_dir, info) -> FitResult:
@@ -195,10 +158,7 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
     start, elapsed = 0, 0.0
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model_state)
-        gen.set_state(checkpoint.rng["shuffle"])
-        torch.set_rng_state(checkpoint.rng["torch"])
-        if dev.type == "cuda" and "cuda" in checkpoint.rng:
-            torch.cuda.set_rng_state(checkpoint.rng["cuda"], dev)
+        restore_rng(checkpoint.rng, gen, dev)
         history = {k: list(v) for k, v in checkpoint.info["history"].items()}
         start, elapsed = int(checkpoint.info["epoch"]), float(checkpoint.info["seconds"])
     net = ddp.wrap(model, ctx, dev) if ctx is not None else model
@@ -207,7 +167,7 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
                            weight_decay=cfg.weight_decay)
     if checkpoint is not None and checkpoint.optimizer_state is not None:
         opt.load_state_dict(checkpoint.optimizer_state)
-    dtype = _model_dtype(model)
+    dtype = model_dtype(model)
     coords, values = data.coords.to(dev, dtype), data.values.to(dev, dtype)
     n, c = data.n_points, data.out_features
     full = cfg.batch_size is None or cfg.batch_size >= n
@@ -222,7 +182,7 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
         if checkpoint_dir is None or not main:
             return
         ckpt_io.save_checkpoint(checkpoint_dir, epoch=epoch_done, model=inner, optimizer=opt,
-                                rng=_rng_state(gen, dev), info={"config": cfg.to_dict(), "history": history,
+                                rng=rng_state(gen, dev), info={"config": cfg.to_dict(), "history": history,
                                                                 "seconds": seconds, "metrics": final_metrics, **record})
 
     bar = Progress(cfg.epochs, start, main and progress_enabled(cfg.progress))
