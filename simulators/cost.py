@@ -26,27 +26,16 @@ class Cost:
 
 
 def run_cost(ops_list, n_qubits: int, batch: int, n_obs: int, item_bytes: int = 8) -> tuple[Cost, Cost]:
-    """(forward, backward) cost of one batch pass through a list of run operations."""
+    """(forward, backward) cost of one batch pass through a list of run operations
+    (:mod:`.runops`: each operation counts itself; anything else is refused)."""
+    from .runops import check_ops
+
+    check_ops(ops_list)
     dim = 1 << n_qubits
     state = dim * batch * item_bytes
     fwd = bwd = Cost(0.0, 0.0)
     for op in ops_list:
-        kind = op[0]
-        if kind in ("chunk", "chunkb"):
-            f = 8.0 * dim * batch * (1 << op[2])
-            fwd += Cost(f, 2 * state)
-            bwd += Cost(3 * f, 6 * state)  # state and adjoint back, plus the gradient contraction
-        elif kind == "dense":
-            f = 8.0 * dim * dim * batch
-            fwd += Cost(f, 2 * state)
-            bwd += Cost(3 * f, 6 * state)
-        elif kind == "enc":
-            # per-wire phases, Kronecker build (~2 products per amplitude), then one product
-            f = 18.0 * dim * batch
-            fwd += Cost(f, 3 * state)
-            bwd += Cost(2 * f + (4 + 2 * n_qubits) * dim * batch, 7 * state)
-        else:  # mono / pdiag
-            fwd += Cost(6.0 * dim * batch, 2 * state)
-            bwd += Cost(12.0 * dim * batch, 4 * state)
+        f, b = op.cost(n_qubits, batch, item_bytes)
+        fwd, bwd = fwd + f, bwd + b
     meas = Cost(3.0 * dim * batch + 2.0 * dim * batch * n_obs, state)
     return fwd + meas, bwd + meas + Cost(6.0 * dim * batch, 2 * state)

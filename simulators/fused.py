@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from . import ops
+from .runops import Chunk, ChunkBlocks, Dense, Diagonal, Encode, Permute, check_ops
 
 PRECISIONS = ("ieee", "tf32x3", "tf32")
 
@@ -80,28 +81,30 @@ def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: i
     rot, _, cols = lay.groups[0]
     if rot or cols.tolist() != list(range(n_qubits)):
         return None
+    check_ops(run_ops)
     segs = []
     for op in run_ops:
-        kind = op[0]
-        if kind == "enc":
-            if op[2] is not None and bool(op[2].imag.abs().max() > 0):
+        if isinstance(op, Encode):
+            if op.offset is not None or (op.pre is not None and bool(op.pre.imag.abs().max() > 0)):
                 return None
-            segs.append((op[2], []))
+            segs.append((op.pre, []))
             continue
         if not segs:
             return None
         subs = segs[-1][1]
-        if kind == "chunk":
-            c, li = op[3], op[4]
+        if isinstance(op, Chunk):
+            c, li = op.t, op.i
             if not subs or (c == 0 and any(v is not None for v in subs[-1])) or (c == 1 and subs[-1][1:] != [None, None]):
                 subs.append([None, None, None])
             subs[-1][c] = li
-        elif kind == "mono" and op[1][0] is None and not bool(op[1][2].imag.abs().max() > 0):
+        elif isinstance(op, Permute) and op.is_diagonal and not bool(op.sign.imag.abs().max() > 0):
             if not subs or subs[-1][2] is not None:
                 subs.append([None, None, None])
-            subs[-1][2] = op[1][2].real
+            subs[-1][2] = op.sign.real
+        elif isinstance(op, (Permute, ChunkBlocks, Dense, Diagonal)):
+            return None  # a permutation, folded chunk, dense matrix or trainable diagonal: not this kernel's
         else:
-            return None
+            raise TypeError(f"the fused planner does not know the run operation {type(op).__name__}")
     if not segs:
         return None
     sub = max(1, max(len(s) for _, s in segs))

@@ -19,6 +19,7 @@ import torch
 
 from .compile import KronLayer, Monomial, ParamDiag, Program
 from .gates import complex_dtype, fixed_matrix, rotation_matrices, z_signs
+from .runops import Chunk, Diagonal, Permute
 
 _FIXED = ("H", "X", "Y", "Z", "S", "Sdg", "T")
 
@@ -34,7 +35,8 @@ class Layout:
     wire_index: torch.Tensor  # (NL, n) bank index of each Kronecker layer's wire matrix
     chunks: list  # [(first wire, width)]
     chunk_active: list  # [[bool per chunk] per layer]: False where the chunk carries no gate
-    segments: list  # per segment: [("kron", layer) | ("mono", (perm, inv, sign)) | ("pdiag", crz id)]
+    segments: list  # per segment: run operations (Chunk, Permute, Diagonal); tensor ids: chunk c is
+    # tensor c, CRZ k is tensor len(chunks) + k (the order of ``build``'s results)
     crz: list  # [(sign vector (D,), angle-source index)]
     encodings: list  # per encoding: (wires, index, scale, zsign (n, D), zsign of each half (2**h, h))
     groups: list  # per measurement group: (rotation [(wire, 2x2)], M (D, n_g), columns)
@@ -79,19 +81,21 @@ def make_layout(prog: Program, device, rdtype, chunk: int | None) -> Layout:
                             group = by_name.setdefault(g.name, [])
                             gate_slot[id(g)] = (g.name, len(group))
                             group.append(idx if g.name == "Rot" else idx[0])
-                out.append(("kron", len(layers)))
+                out.append(len(layers))  # a Kronecker layer: its chunks are known below
                 layers.append(op)
             elif isinstance(op, ParamDiag):
                 g = op.gate
                 k = torch.arange(1 << n)
                 ctrl = ((k >> (n - 1 - g.wires[0])) & 1).to(rdtype)
                 zt = 1.0 - 2.0 * ((k >> (n - 1 - g.wires[1])) & 1).to(rdtype)
-                out.append(("pdiag", len(crz)))
+                out.append(Diagonal(len(crz)))  # shifted past the chunk tensors below
                 crz.append(((ctrl * zt).to(device), src_index(g.params[0])))
             elif isinstance(op, Monomial):
                 perm = None if op.perm is None else op.perm.to(device)
                 inv = None if op.perm is None else torch.argsort(op.perm).to(device)
-                out.append(("mono", (perm, inv, op.sign.to(device=device, dtype=cdtype))))
+                out.append(Permute(perm, inv, op.sign.to(device=device, dtype=cdtype)))
+            else:
+                raise TypeError(f"unknown static operation {type(op).__name__} in a compiled segment")
         segments.append(out)
 
     # bank layout: [identity, fixed gates..., group 0 matrices..., group 1..., products...]
@@ -121,6 +125,18 @@ def make_layout(prog: Program, device, rdtype, chunk: int | None) -> Layout:
                 wire_index[li, wire] = offset + len(products)
                 products.append([bank_index(g) for g in gates])
         chunk_active.append([any(w in layer.wire_gates for w in range(s, s + w_)) for s, w_ in chunks])
+    typed = []
+    for seg in segments:
+        out = []
+        for op in seg:
+            if isinstance(op, int):
+                out += [Chunk(start, width, c, op) for c, (start, width) in enumerate(chunks) if chunk_active[op][c]]
+            elif isinstance(op, Diagonal):
+                out.append(Diagonal(len(chunks) + op.t))
+            else:
+                out.append(op)
+        typed.append(out)
+    segments = typed
 
     zsign_all = z_signs(n, range(n)).to(device=device, dtype=rdtype)
     nh = n // 2 if n > 1 else n

@@ -27,6 +27,7 @@ from .circuit import Circuit, PauliWord, validate_call
 from .compile import Program, compile_circuit
 from .gates import complex_dtype
 from .layout import Layout, build, make_layout
+from .runops import Chunk, ChunkBlocks, Dense, Encode, Env, Grads, Permute, apply_all, check_ops
 
 log = logging.getLogger(__name__)
 
@@ -79,53 +80,30 @@ def default_strategy(n_qubits: int, device: torch.device) -> str:
 
 
 class _Run:
-    """The batch part of one forward: operations on a batch-last state ``X`` of shape (2**n, B).
-
-    Operations (tuples): ``("dense", t)`` X <- U X; ``("chunk", before, width, t, i)`` the gate
-    matrix ``tensors[t][i]`` on a contiguous group of wires; ``("chunkb", before, width, t)`` one
-    matrix ``tensors[t][h]`` per leading block h (a chunk with a diagonal folded in); ``("mono", (perm, inv_perm, sign))`` a signed permutation;
-    ``("pdiag", t)`` a trainable diagonal; ``("enc", l, pre)`` the l-th encoding's phases, times a
-    constant diagonal ``pre`` folded in from a CZ ring (or None). ``t`` indexes the tensors given
-    to the autograd Function, so their gradients flow back to the weights.
-    """
+    """The batch part of one forward: typed operations (:mod:`.runops`) on a batch-last state ``X``
+    of shape (2**n, B), then the measurement. ``tensors`` (given to the autograd Function) are the
+    trainable data the operations index by ``t``, so their gradients flow back to the weights."""
 
     def __init__(self, ops_list, consts: Layout, n_qubits: int, n_obs: int, cdtype):
+        check_ops(ops_list)
         self.ops = ops_list
         self.c = consts
         self.n = n_qubits
         self.n_obs = n_obs
         self.cdtype = cdtype
 
-    def _diag(self, l, pre, x, conj: bool = False):
-        """The l-th encoding's phases (D, B); ``conj`` builds their conjugate directly from the negated
-        angles (multiplying by a lazily conjugated (D, B) tensor would copy it first)."""
-        wires, index, scale, _, z_hi, z_lo = self.c.encodings[l]
-        a = ops.wire_angles(x, wires, index, scale, self.n)
-        d = ops.encoding_diagonal(-a if conj else a, z_hi, z_lo, self.cdtype)
-        if pre is None:
-            return d
-        return d * (pre.conj().resolve_conj() if conj else pre)[:, None]
+    def env(self, x: torch.Tensor) -> Env:
+        return Env(x, self.c.encodings, self.n, self.cdtype)
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x, psi0, tensors, keep: list | None = None):
         """Run the operations; with ``keep`` (a list), append the state entering each one."""
+        env = self.env(x)
         state = psi0[:, None].expand(-1, x.shape[0])
         for op in self.ops:
             if keep is not None:
                 keep.append(state)
-            kind = op[0]
-            if kind == "enc":
-                state = state * self._diag(op[1], op[2], x)
-            elif kind == "chunk":
-                state = ops.apply_chunk(state, tensors[op[3]][op[4]], op[1], op[2])
-            elif kind == "chunkb":
-                state = ops.apply_chunk_blocks(state, tensors[op[3]], op[1], op[2])
-            elif kind == "dense":
-                state = tensors[op[1]] @ state
-            elif kind == "mono":
-                state = ops.apply_monomial(state, op[1][0], op[1][2])
-            else:  # pdiag
-                state = state * tensors[op[1]][:, None]
+            state = op.apply(state, tensors, env)
         return state
 
     def measure(self, state):
@@ -152,52 +130,11 @@ class _Run:
             for wire, mat in reversed(rotation):
                 part = ops.apply_chunk(part, mat.mH, wire, 1)
             phi = part if phi is None else phi + part
-        grads = [None] * len(tensors)
-        gx = torch.zeros_like(x) if need_x else None
+        grads = Grads([None] * len(tensors), need_t, torch.zeros_like(x) if need_x else None)
+        env = self.env(x)
         for i in reversed(range(len(self.ops))):
-            op = self.ops[i]
-            kind = op[0]
-            if kind == "chunk":
-                _, before, width, ti, li = op
-                adj = tensors[ti][li].mH
-                psi_in = kept[i] if kept else ops.apply_chunk(psi, adj, before, width)
-                if need_t[ti]:
-                    if grads[ti] is None:
-                        grads[ti] = torch.zeros_like(tensors[ti])
-                    grads[ti][li] += 2 * ops.chunk_grad(phi, psi_in, before, width)
-                psi, phi = psi_in, ops.apply_chunk(phi, adj, before, width)
-            elif kind == "chunkb":
-                _, before, width, ti = op
-                adj = tensors[ti].mH
-                psi_in = kept[i] if kept else ops.apply_chunk_blocks(psi, adj, before, width)
-                if need_t[ti]:
-                    grads[ti] = 2 * ops.chunk_grad_blocks(phi, psi_in, before, width)
-                psi, phi = psi_in, ops.apply_chunk_blocks(phi, adj, before, width)
-            elif kind == "enc":
-                d = self._diag(op[1], op[2], x, conj=True)
-                if need_x:
-                    wires, index, scale, zsign = self.c.encodings[op[1]][:4]
-                    t = phi.real * psi.imag - phi.imag * psi.real  # Im(conj(phi) psi), (D, B)
-                    ga = zsign @ t  # dL/d(angle on wire w), (n, B)
-                    gx.index_add_(1, index, (ga[wires] * scale[:, None]).transpose(0, 1))
-                psi, phi = (kept[i] if kept else psi * d), phi * d
-            elif kind == "dense":
-                adj = tensors[op[1]].mH
-                psi_in = kept[i] if kept else adj @ psi
-                if need_t[op[1]]:
-                    grads[op[1]] = 2 * (phi @ psi_in.mH)
-                psi, phi = psi_in, adj @ phi
-            elif kind == "mono":
-                _, inv, sign = op[1]
-                psi = kept[i] if kept else ops.apply_monomial_inverse(psi, inv, sign)
-                phi = ops.apply_monomial_inverse(phi, inv, sign)
-            else:  # pdiag
-                d = tensors[op[1]].conj()[:, None]
-                psi_in = kept[i] if kept else psi * d
-                if need_t[op[1]]:
-                    grads[op[1]] = 2 * (phi * psi_in.conj()).sum(1)
-                psi, phi = psi_in, phi * d
-        return gx, 2 * phi.sum(1), grads
+            psi, phi = self.ops[i].backward(psi, phi, tensors, env, grads, kept[i] if kept else None)
+        return grads.x, 2 * phi.sum(1), grads.tensors
 
 
 class _Simulate(torch.autograd.Function):
@@ -284,33 +221,6 @@ class NativeBackend:
             lay = self._layouts[key] = make_layout(prog, device, rdtype, self.chunk)
         return lay
 
-    @staticmethod
-    def _segment_ops(lay: Layout, seg, chunk_mats, crz):
-        """One segment as run operations; tensor ids: chunk c is tensor c, CRZ k is tensor len(chunks)+k."""
-        out = []
-        for kind, payload in seg:
-            if kind == "kron":
-                for c, (start, width) in enumerate(lay.chunks):
-                    if lay.chunk_active[payload][c]:
-                        out.append(("chunk", start, width, c, payload))
-            elif kind == "pdiag":
-                out.append(("pdiag", len(chunk_mats) + payload))
-            else:
-                out.append(("mono", payload))
-        return out
-
-    @staticmethod
-    def _apply_plain(seg_ops, state, tensors):
-        """Apply run operations with ordinary autograd (the batch-independent work)."""
-        for op in seg_ops:
-            if op[0] == "chunk":
-                state = ops.apply_chunk(state, tensors[op[3]][op[4]], op[1], op[2])
-            elif op[0] == "mono":
-                state = ops.apply_monomial(state, op[1][0], op[1][2])
-            else:
-                state = state * tensors[op[1]][:, None]
-        return state
-
     # -- the forward ---------------------------------------------------------------------------
     def __call__(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Expectation values ``(B, n_obs)`` for inputs ``x`` of shape ``(B, n_inputs)``."""
@@ -359,7 +269,7 @@ class NativeBackend:
         return ops.probabilities(self.state(circuit, weights, x))
 
     def plan(self, circuit: Circuit, device="cpu", dtype=torch.float32, batch: int = 1024) -> list:
-        """The batch operations a forward of ``batch`` points runs (strategy resolved), e.g. for cost
+        """The batch operations (:mod:`.runops`) a forward of ``batch`` points runs (strategy resolved), e.g. for cost
         counting (the batch decides whether CZ rings fold into chunks)."""
         w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
         x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
@@ -397,12 +307,12 @@ class NativeBackend:
             prev = out[-1] if out else None
             # only where the 2**before matrices (2**(before + 2 * width) entries) are no larger than the
             # state: for small batches at many qubits they would dwarf it
-            if (op[0] == "mono" and op[1][0] is None and prev is not None and prev[0] == "chunk"
-                    and prev[1] > 0 and prev[1] + prev[2] == n and (1 << (prev[1] + 2 * prev[2])) <= (1 << n) * batch):
-                _, before, width, ti, li = prev
-                k = 1 << width
-                tensors.append(op[1][2].reshape(1 << before, k, 1) * tensors[ti][li])  # (2**before, k, k)
-                out[-1] = ("chunkb", before, width, len(tensors) - 1)
+            if (isinstance(op, Permute) and op.is_diagonal and isinstance(prev, Chunk) and prev.before > 0
+                    and prev.before + prev.width == n
+                    and (1 << (prev.before + 2 * prev.width)) <= (1 << n) * batch):
+                k = 1 << prev.width
+                tensors.append(op.sign.reshape(1 << prev.before, k, 1) * tensors[prev.t][prev.i])  # (2**before, k, k)
+                out[-1] = ChunkBlocks(prev.before, prev.width, len(tensors) - 1)
             else:
                 out.append(op)
         return out
@@ -426,24 +336,24 @@ class NativeBackend:
         lay = self._layout(prog, device, rdtype)
         chunk_mats, crz = build(lay, weights)
         tensors = [*chunk_mats, *crz]
-        seg_ops = [self._segment_ops(lay, seg, chunk_mats, crz) for seg in lay.segments]
-        psi0 = self._apply_plain(seg_ops[0], lay.e0, tensors)[:, 0]
+        seg_ops = lay.segments
+        psi0 = apply_all(seg_ops[0], lay.e0, tensors)[:, 0]
         run_ops = []
         if dense:
             tensors = []
         for l in range(len(prog.encodings)):
             pre = None
-            if run_ops and run_ops[-1][0] == "mono" and run_ops[-1][1][0] is None:
-                pre = run_ops.pop()[1][2]  # a CZ ring just before: fold its signs into the phases
-            run_ops.append(("enc", l, pre))
+            if run_ops and isinstance(run_ops[-1], Permute) and run_ops[-1].is_diagonal:
+                pre = run_ops.pop().sign  # a CZ ring just before: fold its signs into the phases
+            run_ops.append(Encode(l, pre))
             if dense:
                 eye = torch.eye(dim, dtype=cdtype, device=device)
-                tensors.append(self._apply_plain(seg_ops[l + 1], eye, [*chunk_mats, *crz]))  # the matrix S
-                run_ops.append(("dense", len(tensors) - 1))
+                tensors.append(apply_all(seg_ops[l + 1], eye, [*chunk_mats, *crz]))  # the matrix S
+                run_ops.append(Dense(len(tensors) - 1))
             else:
                 run_ops += seg_ops[l + 1]
         if not keep_trailing and all(not rot for rot, _, _ in lay.groups):
-            while run_ops and run_ops[-1][0] == "mono" and run_ops[-1][1][0] is None:
+            while run_ops and isinstance(run_ops[-1], Permute) and run_ops[-1].is_diagonal:
                 run_ops.pop()  # a diagonal of unit modulus right before a Z measurement changes nothing
         if fold_diagonals and not dense:
             run_ops = self._fold_diagonals(run_ops, tensors, n, x.shape[0])

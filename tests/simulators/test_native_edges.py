@@ -6,6 +6,7 @@ import torch
 
 from qlite import QuantumLayer
 from qlite.simulators import Gate, NativeBackend, Param, reuploading_circuit
+from qlite.simulators.runops import ChunkBlocks
 
 
 def test_an_empty_batch_gives_an_empty_result():
@@ -53,5 +54,5 @@ def test_negative_wires_and_non_param_angles_are_refused():
 def test_ring_folding_only_where_its_matrices_are_no_larger_than_the_state():
     c = reuploading_circuit(12, 2, 2)
     backend = NativeBackend(strategy="factored")
-    assert not any(op[0] == "chunkb" for op in backend.plan(c, batch=1))  # 64 6-qubit matrices > one state
-    assert any(op[0] == "chunkb" for op in backend.plan(c, batch=1024))
+    assert not any(isinstance(op, ChunkBlocks) for op in backend.plan(c, batch=1))  # 64 6-qubit matrices > one state
+    assert any(isinstance(op, ChunkBlocks) for op in backend.plan(c, batch=1024))
