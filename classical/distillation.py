@@ -30,6 +30,7 @@ from torch import nn
 
 from .blocks import skipped
 from .calibration import call_model, output_logits
+from .rng import forked_rng, seed_from
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +99,16 @@ def train_student(
     lr: float = 1e-4,
     weight_decay: float = 0.0,
     params: Iterable[nn.Parameter] | None = None,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
 ) -> list[float]:
     """Train ``student`` in place on ``batches`` (model inputs, cycled) for ``steps`` AdamW steps.
 
     ``loss`` is a :func:`kd_loss` kind against ``teacher`` (frozen, eval mode) or ``"lm"`` (next-token
     cross-entropy on the batch's own tokens, no teacher). ``params``: what to train (default: every
-    parameter that requires grad). Returns the loss of every step.
+    parameter that requires grad). ``generator`` drives the randomness inside the student's forward
+    (dropout, e.g. LoRA's): the training runs on a forked RNG seeded from it, so the process's global
+    random state is the same after the call as before (``None``: seed 0, reproducible). Returns the
+    loss of every step.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -117,7 +121,7 @@ def train_student(
     params = [p for p in (student.parameters() if params is None else params) if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter requires grad")
-    torch.manual_seed(seed)
+    seed = seed_from(generator)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     was, teacher_was = student.training, None if teacher is None else teacher.training
     student.train()
@@ -126,7 +130,8 @@ def train_student(
     history = []
     t0 = time.perf_counter()
     try:
-        with torch.enable_grad():
+        # dropout (LoRA's, the model's) draws from the global RNG: run on a seeded fork of it
+        with forked_rng(seed, {p.device for p in params}), torch.enable_grad():
             for step in range(steps):
                 x = batches[step % len(batches)]
                 s_logits = output_logits(call_model(student, x))
@@ -164,7 +169,7 @@ def distill(
     lr: float = 1e-4,
     trainable: tuple[str, ...] | None = None,
     inplace: bool = False,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
 ) -> tuple[nn.Module, list[float]]:
     """Recover a compressed ``student`` by distilling ``teacher`` (the uncompressed model) on text.
 
@@ -175,6 +180,7 @@ def distill(
         trainable: ``fnmatch`` patterns of parameter names to train (e.g. ``("*.k_proj.*", "*.v_proj.*")``);
             ``None`` trains every parameter.
         inplace: train ``student`` itself; otherwise a copy (``student`` untouched).
+        generator: randomness of the training (see :func:`train_student`); the global RNG is untouched.
     Returns:
         ``(trained student, per-step losses)``.
 
@@ -197,6 +203,6 @@ def distill(
         if not params:
             raise ValueError(f"no parameter name matches trainable={trainable!r}")
     hist = train_student(s, batches, teacher=teacher, loss=loss, alpha=alpha, temperature=temperature, steps=steps,
-                         lr=lr, params=params, seed=seed)
+                         lr=lr, params=params, generator=generator)
     s.eval()
     return s, hist

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .calibration import output_logits
+from .rng import forked_rng, seed_from
 from .transform import state_bytes
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ class EvalResult:
     latency: dict
     kernel: str
     device: str
-    seed: int
+    seed: int  # what the forked RNG of the evaluation was seeded with
     seconds: float
     extra: dict = field(default_factory=dict)
 
@@ -217,8 +218,8 @@ def evaluate(
     decode_tokens: int = 32,
     repeats: int = 3,
     reference_bytes: int | None = None,
-    seed: int = 0,
     latency: bool = True,
+    generator: torch.Generator | None = None,
 ) -> EvalResult:
     """Evaluate a causal LM with the fixed protocol (module docstring).
 
@@ -230,14 +231,24 @@ def evaluate(
     Returns:
         :class:`EvalResult`.
 
+    The windows are fixed and decoding is greedy; a model that samples in eval mode (a quantum layer
+    with shots) draws from a fork of the global RNG seeded from ``generator`` (``None``: seed 0), so the
+    caller's random state is untouched. The model's train / eval mode is restored.
+
     Example:
         >>> r = evaluate(model, tokens, label="fp32", seqlen=512, n_windows=40)  # doctest: +SKIP
     """
-    torch.manual_seed(seed)
+    seed = seed_from(generator)
+    was = model.training
     model.eval()
     t0 = time.perf_counter()
-    ppl = perplexity(model, tokens, seqlen=seqlen, n_windows=n_windows, batch_size=batch_size)
-    lat = measure_latency(model, tokens[:prompt_len].reshape(1, -1), decode_tokens=decode_tokens, repeats=repeats) if latency else {}
+    try:
+        with forked_rng(seed, [_device(model)]):
+            ppl = perplexity(model, tokens, seqlen=seqlen, n_windows=n_windows, batch_size=batch_size)
+            lat = measure_latency(model, tokens[:prompt_len].reshape(1, -1), decode_tokens=decode_tokens,
+                                  repeats=repeats) if latency else {}
+    finally:
+        model.train(was)
     size = state_bytes(model)
     return EvalResult(
         label=label,

@@ -18,7 +18,9 @@ is not implemented here.
 
 H2O needs the attention probabilities, which the fused kernels do not expose: inside
 :func:`scoring_attention` the model computes attention with the eager formula (same result as eager
-attention) and hands the probabilities to the H2O cache layer that produced the keys. Sinks need no
+attention) and hands the probabilities to the H2O cache layer that produced the keys. The cache
+reaches the attention function through the attention module it was passed to (a pre-forward hook
+records it for the duration of that call), so no thread-local or global state is involved. Sinks need no
 scores and work with any attention implementation. Example::
 
     cache = H2OCache(budget=256, recent=128)
@@ -31,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import threading
 from functools import partial
 
 import torch
@@ -42,7 +43,7 @@ from .attention import require_attention
 log = logging.getLogger(__name__)
 
 SCORING = "qlite_scoring"
-_PENDING = threading.local()  # the H2O layer whose keys the next attention call of this thread reads
+_CACHE_ATTR = "_qlite_scoring_cache"  # set on an attention module only while it runs inside scoring_attention
 
 
 def _require_transformers():
@@ -135,7 +136,6 @@ def _layers():
             new = key_states.new_zeros(B, H, T, dtype=torch.float32)
             self.scores = new if self.scores is None else torch.cat([self.scores, new], dim=-1)
             self._returned = self.keys
-            _PENDING.layer = self
             return self.keys, self.values
 
         def observe(self, probs: torch.Tensor) -> None:
@@ -214,9 +214,11 @@ def _scoring_attention_forward(module, query, key, value, attention_mask, scalin
     if attention_mask is not None:
         w = w + attention_mask[..., : k.shape[-2]]
     p = torch.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
-    layer = getattr(_PENDING, "layer", None)
-    if layer is not None and layer._returned is key:
-        _PENDING.layer = None
+    cache = getattr(module, _CACHE_ATTR, None)
+    layers = getattr(cache, "layers", None)
+    idx = getattr(module, "layer_idx", None)
+    layer = layers[idx] if layers is not None and idx is not None and idx < len(layers) else None
+    if layer is not None and getattr(layer, "_returned", None) is key:
         layer.observe(p.detach())
     p = nn.functional.dropout(p, p=dropout, training=module.training)
     out = torch.matmul(p, v).transpose(1, 2).contiguous()  # (B, T_q, H_q, D)
@@ -242,11 +244,31 @@ def scoring_attention(model: nn.Module):
     if not hasattr(model, "set_attn_implementation"):
         raise TypeError(f"{type(model).__name__} is not a transformers model with set_attn_implementation")
     before = model.config._attn_implementation
+    handles = []
+    for info in require_attention(model, "scoring_attention"):
+        handles.append(info.module.register_forward_pre_hook(_remember_cache, with_kwargs=True))
+        handles.append(info.module.register_forward_hook(_forget_cache))
     model.set_attn_implementation(SCORING)
     try:
         yield model
     finally:
         model.set_attn_implementation(before)
+        for h in handles:
+            h.remove()
+        for info in require_attention(model, "scoring_attention"):
+            if hasattr(info.module, _CACHE_ATTR):
+                delattr(info.module, _CACHE_ATTR)
+
+
+def _remember_cache(module, args, kwargs):
+    """The cache this attention call updates (``cache`` in transformers >= 5.2x, ``past_key_values``
+    before), kept on the module for the call so the scoring attention can hand it the probabilities."""
+    setattr(module, _CACHE_ATTR, kwargs.get("cache", kwargs.get("past_key_values")))
+
+
+def _forget_cache(module, args, output):
+    if hasattr(module, _CACHE_ATTR):
+        delattr(module, _CACHE_ATTR)
 
 
 def cache_bytes(cache) -> int:

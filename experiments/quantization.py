@@ -145,7 +145,7 @@ def main() -> None:
         keep = {x.strip() for x in a.only.split(",")} | (set() if a.merge else {"FP32"})
         entries = [e for e in entries if e.label in keep]
     eval_kw = dict(seqlen=a.seqlen, n_windows=a.windows, prompt_len=128, decode_tokens=a.decode_tokens,
-                   repeats=a.repeats, seed=a.seed)
+                   repeats=a.repeats)  # deterministic: no seed (issue 15)
     backends = probe_backends(a.device)
     n_done, n_earlier = [0], [0]
 

@@ -118,7 +118,7 @@ def main() -> None:
 
     def mqa_distilled(m, calib):
         student, hist = distill(convert_gqa(m, 1), m, calib, loss="reverse", steps=a.distill_steps, lr=a.distill_lr,
-                                trainable=attn, seed=a.seed)
+                                trainable=attn, generator=torch.Generator().manual_seed(a.seed))
         logging.info("MQA distillation: reverse KL %.4f -> %.4f", hist[0], hist[-1])
         return student
 
@@ -154,7 +154,7 @@ def main() -> None:
         keep = {x.strip() for x in a.only.split(",")} | {"FP32"}
         entries = [e for e in entries if e.label in keep]
     eval_kw = dict(seqlen=a.seqlen, n_windows=a.windows, prompt_len=128, decode_tokens=a.decode_tokens,
-                   repeats=a.repeats, seed=a.seed)
+                   repeats=a.repeats)  # deterministic: no seed (issue 15)
     kv_rows: list[dict] = []
 
     old = json.loads(Path(a.out).with_suffix(".json").read_text()) if a.merge else None

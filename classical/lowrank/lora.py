@@ -60,7 +60,7 @@ def lora_recover(
     lr: float = 1e-4,
     merge: bool = False,
     inplace: bool = False,
-    seed: int = 0,
+    generator=None,
 ) -> tuple[nn.Module, list[float]]:
     """Attach LoRA adapters to ``model``'s linear layers and train only them.
 
@@ -72,6 +72,8 @@ def lora_recover(
         merge: fold the adapters into the base weights and return the plain model. Refused for
             sparse or quantized bases, where folding a dense update would undo the compression.
         inplace: adapt ``model`` itself; otherwise a copy (``model`` untouched).
+        generator: a ``torch.Generator`` for the training's randomness (LoRA dropout); the global RNG
+            is left as it was (see :func:`~qlite.classical.distillation.train_student`).
     Returns:
         ``(model with adapters (a peft ``PeftModel``) or merged model, per-step losses)``.
     Raises:
@@ -95,7 +97,7 @@ def lora_recover(
     pm = peft.get_peft_model(m, cfg)
     params = [p for n, p in pm.named_parameters() if p.requires_grad]
     log.info("LoRA: %d layers, %d trainable parameters", len(names), sum(p.numel() for p in params))
-    hist = train_student(pm, batches, teacher=teacher, loss=loss, steps=steps, lr=lr, params=params, seed=seed)
+    hist = train_student(pm, batches, teacher=teacher, loss=loss, steps=steps, lr=lr, params=params, generator=generator)
     pm.eval()
     if merge:
         return pm.merge_and_unload(), hist

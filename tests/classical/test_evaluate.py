@@ -106,3 +106,35 @@ def test_kernel_label_says_simulated_for_dequantizing_layers():
     net = nn.Sequential(nn.Linear(8, 8))
     assert kernel_label(net) == "dense"
     assert kernel_label(compress(net, RTN(8)).model) == "simulated"
+
+
+class _Noisy(nn.Module):
+    """A model that samples in eval mode (as a quantum layer with shots does): its perplexity depends
+    on the global RNG it draws from."""
+
+    def __init__(self, V=10):
+        super().__init__()
+        self.V = V
+        self.lin = nn.Linear(1, 1)
+
+    def forward(self, x):
+        return torch.randn(*x.shape, self.V)
+
+
+def test_evaluate_leaves_the_global_rng_and_the_mode_alone():
+    m = _Noisy().train()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = evaluate(m, torch.arange(200) % 10, seqlen=20, n_windows=3, latency=False)
+    assert torch.equal(torch.rand(3), expected)  # before the fix evaluate called torch.manual_seed(0)
+    assert m.training  # restored
+    b = evaluate(m, torch.arange(200) % 10, seqlen=20, n_windows=3, latency=False)
+    assert a.perplexity == b.perplexity and a.seed == b.seed == 0  # no generator: reproducible
+    g = torch.Generator().manual_seed(7)
+    c = evaluate(m, torch.arange(200) % 10, seqlen=20, n_windows=3, latency=False, generator=g)
+    d = evaluate(m, torch.arange(200) % 10, seqlen=20, n_windows=3, latency=False,
+                 generator=torch.Generator().manual_seed(7))
+    assert c.perplexity == d.perplexity != a.perplexity and c.seed == d.seed != 0
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        evaluate(m, torch.arange(200) % 10, seqlen=20, latency=False, generator=7)

@@ -76,3 +76,27 @@ def test_distilling_an_mqa_student_lowers_its_divergence_and_trains_only_kv(tiny
         train_student(student, calib, loss="forward")
     with pytest.raises(ValueError, match="no parameter name matches"):
         distill(student, teacher, calib, trainable=("nothing",))
+
+
+def test_training_takes_a_generator_and_leaves_the_global_rng_alone():
+    """Dropout in the student draws from a seeded fork of the RNG: the same generator gives the same
+    run, and the caller's random state is what it was (before the fix: torch.manual_seed(seed))."""
+    from torch import nn
+
+    from qlite.classical.distillation import train_student
+
+    def run(generator):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Embedding(8, 8), nn.Dropout(0.5), nn.Linear(8, 8))
+        batches = [torch.randint(0, 8, (1, 6), generator=torch.Generator().manual_seed(1))]
+        torch.manual_seed(99)
+        expected = torch.rand(2)
+        torch.manual_seed(99)
+        hist = train_student(net, batches, loss="lm", steps=4, lr=1e-2, generator=generator)
+        assert torch.equal(torch.rand(2), expected)
+        return hist
+
+    a, b = run(torch.Generator().manual_seed(3)), run(torch.Generator().manual_seed(3))
+    assert a == b and run(None) == run(None) and run(torch.Generator().manual_seed(4)) != a
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        run(3)

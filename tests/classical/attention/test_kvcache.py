@@ -143,3 +143,25 @@ def test_bad_input(tiny_llm):
     model(ids, use_cache=True, **{kw: cache})
     with pytest.raises(RuntimeError, match="scoring_attention"):
         model(ids[:, :1], use_cache=True, **{kw: cache})
+
+
+def test_h2o_scores_reach_the_cache_without_a_side_channel(tiny_llm):
+    """The scores travel through the attention module the cache was passed to, only inside
+    scoring_attention: no thread-local is left behind, and the hooks are gone afterwards."""
+    import qlite.classical.kvcache as kv
+
+    assert not hasattr(kv, "_PENDING") and "threading" not in vars(kv)
+    model, (x, *_) = tiny_llm
+    attn = [m for n, m in model.named_modules() if n.endswith("self_attn")]
+    hooks = [(len(m._forward_pre_hooks), len(m._forward_hooks)) for m in attn]
+    cache = H2OCache(8)
+    with scoring_attention(model):
+        model(x[:, :10], use_cache=True, **{cache_kwarg(model): cache})
+    assert [(len(m._forward_pre_hooks), len(m._forward_hooks)) for m in attn] == hooks
+    assert not any(hasattr(m, "_qlite_scoring_cache") for m in attn)
+    layer = cache.layers[0]
+    assert layer._returned is None and layer.keys.shape[-2] == 8
+    # the probabilities of 10 causal queries from each of the 2 query heads of a key/value group sum to
+    # 20 per key/value head, less what the two evicted tokens had collected
+    total = layer.scores.sum(-1)
+    assert (total <= 20 + 1e-4).all() and (total > 10).all()
