@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ..hessian import drop_dead_inputs, inverse_cholesky
 from .primitives import choose_qparams
 
 
@@ -42,16 +43,11 @@ def gptq_quantize(
     Raises:
         torch.linalg.LinAlgError if the dampened Hessian is not positive definite (raise ``damp``).
     """
-    W = W.detach().clone().float()
-    H = H.detach().clone().float()
+    # Inputs that are always zero carry no information: their weights are set to 0 (GPTQ reference).
+    W, H = drop_dead_inputs(W.float(), H)
     out, n = W.shape
     gs = group_size or n
     maxq = 2**bits - 1
-
-    # Inputs that are always zero carry no information: their weights are set to 0 (GPTQ reference).
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
 
     # With act_order and static_groups, the scale of each contiguous original group is fixed up front;
     # otherwise it is chosen when the group's first column comes up (below), on updated weights.
@@ -66,12 +62,8 @@ def gptq_quantize(
         W = W[:, perm]
         H = H[perm][:, perm]
 
-    d = damp * torch.mean(torch.diag(H))
-    H += d * torch.eye(n, dtype=H.dtype, device=H.device)
-    # H^-1 = (L L^T)^-1; its upper Cholesky factor U gives, row by row, H_F^-1[q, q:] / sqrt(H_F^-1[q, q]).
-    L = torch.linalg.cholesky(H)
-    Hinv = torch.cholesky_inverse(L)
-    U = torch.linalg.cholesky(Hinv, upper=True)
+    # The upper Cholesky factor U of the dampened H^-1 gives, row by row, H_F^-1[q, q:] / sqrt(H_F^-1[q, q]).
+    U = inverse_cholesky(H, damp)
 
     Q = torch.zeros_like(W)
     codes = torch.zeros(out, n, dtype=torch.uint8, device=W.device)

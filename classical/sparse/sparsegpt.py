@@ -19,13 +19,15 @@ U_{q,F} / U_qq``. Alg. 1's further ingredients:
 * **lazy batched updates**: inside a block only the block is updated; the rest of the matrix receives
   the block's accumulated errors in one matmul.
 
-Dampening ``H += damp * mean(diag H) * I`` and dead inputs (``diag H = 0``: weight zeroed) as GPTQ.
+Dampening ``H += damp * mean(diag H) * I`` and dead inputs (``diag H = 0``: weight zeroed) as GPTQ, through
+the same functions (:mod:`qlite.classical.hessian`).
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..hessian import drop_dead_inputs, inverse_cholesky
 from .masks import NMPattern
 
 
@@ -57,18 +59,12 @@ def sparsegpt_prune(
         torch.linalg.LinAlgError if the dampened ``H`` is not positive definite (raise ``damp``).
     """
     dt = torch.float64 if W.dtype == torch.float64 else torch.float32
-    W = W.detach().clone().to(dt)
-    H = H.detach().clone().to(device=W.device, dtype=dt)
     out, n = W.shape
     if pattern is not None and (n % pattern.m or block_size % pattern.m):
         raise ValueError(f"pattern {pattern}: M={pattern.m} must divide the input dimension {n} and block_size {block_size}")
 
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    H += damp * torch.mean(torch.diag(H)) * torch.eye(n, dtype=H.dtype, device=H.device)
-    L = torch.linalg.cholesky(H)
-    U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    W, H = drop_dead_inputs(W.to(dt), H)  # the same preparation as GPTQ (qlite.classical.hessian)
+    U = inverse_cholesky(H, damp)
 
     mask = torch.ones(out, n, dtype=torch.bool, device=W.device)
     losses = torch.zeros(out, device=W.device)
