@@ -47,7 +47,8 @@ def base_model(kind: str, device):
     if kind == "smollm2":
         from qlite.classical import load_causal_lm
 
-        model, _ = load_causal_lm()
+        model, _ = load_causal_lm(device=device)  # float32 already (transformers refuses .float() on GGUF loads)
+        return model
     else:
         cfg = dict(SMOLLM2)
         if kind == "tiny":
