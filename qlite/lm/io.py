@@ -41,7 +41,9 @@ def base_fingerprint(model: nn.Module) -> str:
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
         flat = t.detach().reshape(-1)
         if flat.numel():
-            idx = torch.linspace(0, flat.numel() - 1, min(flat.numel(), _SAMPLE), device=flat.device).long()
+            # float64: float32 rounds indices above 2**24 (SmolLM2's 28M-entry embedding) past the end
+            idx = torch.linspace(0, flat.numel() - 1, min(flat.numel(), _SAMPLE), dtype=torch.float64,
+                                 device=flat.device).long()
             sample = flat[idx].to("cpu")
             h.update((sample.float() if sample.is_floating_point() else sample.to(torch.int64)).numpy().tobytes())
     return h.hexdigest()
