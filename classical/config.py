@@ -52,11 +52,17 @@ class CompressionConfig:
     def name(self) -> str:
         """A short human label, e.g. ``GPTQ(bits=4, group_size=128)``."""
         fields = [f for f in dataclasses.fields(self) if f.name != "skip" and f.repr]
+        default_g = getattr(type(self), "default_granularity", None)
         parts = []
         for f in fields:
             v = getattr(self, f.name)
             if f.name == "granularity" and (v == PerChannel() or (isinstance(v, PerGroup) and not v.ragged)):
-                continue  # already said by group_size, or the default per-channel granularity
+                continue  # said by group_size, or the default per-channel granularity
+            if f.metadata.get("alias_of") == "granularity":
+                g = self.granularity
+                if g != default_g and (isinstance(g, PerChannel) or (isinstance(g, PerGroup) and not g.ragged)):
+                    parts.append(f"{f.name}={v!r}")
+                continue
             if v != f.default or f.name == "bits":
                 parts.append(f"{f.name}={v!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
@@ -64,9 +70,13 @@ class CompressionConfig:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):
+            if f.metadata.get("alias_of"):
+                continue  # the field it is an alias of is written
             v = getattr(self, f.name)
             if isinstance(v, (PerTensor, PerChannel, PerGroup)):
                 v = granularity_to_dict(v)
+            elif type(v).__name__ == "NMPattern":
+                v = {"type": "NMPattern", "n": v.n, "m": v.m}
             elif isinstance(v, tuple):
                 v = list(v)
             out[f.name] = v
@@ -87,6 +97,10 @@ class CompressionConfig:
                 raise ValueError(f"{kind} has no field {k!r}; fields are {sorted(names)}")
             if isinstance(v, dict) and "type" in v and v["type"] in ("PerTensor", "PerChannel", "PerGroup"):
                 v = granularity_from_dict(v)
+            elif isinstance(v, dict) and v.get("type") == "NMPattern":
+                from .sparse.masks import NMPattern  # here: the sparse package imports this module
+
+                v = NMPattern(v["n"], v["m"])
             elif isinstance(v, list):
                 v = tuple(v)
             kwargs[k] = v

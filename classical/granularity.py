@@ -45,6 +45,19 @@ class PerGroup:
 
 Granularity = PerTensor | PerChannel | PerGroup
 
+
+class _Unset:
+    """The default of an alias field (``group_size``): tells "not given" apart from ``None``."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+    def __reduce__(self):
+        return "UNSET"  # one instance, also after copy / pickle
+
+
+UNSET = _Unset()
+
 _BY_NAME = {"PerTensor": PerTensor, "PerChannel": PerChannel, "PerGroup": PerGroup}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from qlite.classical import GQA, LowRank, Magnitude, SparseGPT, StructuredPrune, Wanda
+from qlite.classical import GQA, LowRank, Magnitude, NMPattern, SparseGPT, StructuredPrune, Wanda
 from qlite.classical.benchmark import Entry, Suite, check_targets, run_suite
 from qlite.classical.distillation import distill
 from qlite.classical.evaluation import calibration_segments, corpus_tokens, machine_info, split_halves
@@ -127,9 +127,9 @@ def main() -> None:
         Entry("Magnitude 50%", [Magnitude(0.5)], note="per layer"),
         Entry("Wanda 50%", [Wanda(0.5)], wiki, note="per output row"),
         Entry("SparseGPT 50%", [SparseGPT(0.5)], wiki, note="block 128, damp 0.01"),
-        Entry("Magnitude 2:4", [Magnitude(pattern="2:4")]),
-        Entry("Wanda 2:4", [Wanda(pattern="2:4")], wiki),
-        Entry("SparseGPT 2:4", [SparseGPT(pattern="2:4")], wiki),
+        Entry("Magnitude 2:4", [Magnitude(pattern=NMPattern(2, 4))]),
+        Entry("Wanda 2:4", [Wanda(pattern=NMPattern(2, 4))], wiki),
+        Entry("SparseGPT 2:4", [SparseGPT(pattern=NMPattern(2, 4))], wiki),
         Entry("Structured 20% (MLP, Taylor)", [StructuredPrune(0.2, importance="taylor")], wiki,
               note="20% of the MLP channels of every block removed, matrices shrunk"),
         Entry("Structured 20% (MLP, activation)", [StructuredPrune(0.2, importance="activation")], wiki),

@@ -134,7 +134,7 @@ def sensitivity_ranks(model: nn.Module, layers: dict[str, nn.Module], stats: dic
     lo, hi = 0, len(thresholds) - 1  # find the smallest threshold whose choice fits the budget
     if size(choose(thresholds[hi])) > budget:
         raise ValueError(f"LowRank: removing {removed:g} of the parameters needs more than every layer at the smallest "
-                         f"kept fraction {min(grid)}; lower the ratio")
+                         f"kept fraction {min(grid)}; remove less")
     while lo < hi:
         mid = (lo + hi) // 2
         if size(choose(thresholds[mid])) <= budget:

@@ -26,7 +26,7 @@ def _crop(x, n: int | None):
 class _LowRank(LinearTransform):
     def _rank(self, shape) -> int:
         c = self.config
-        return c.rank if c.rank is not None else rank_for_ratio(shape[0], shape[1], c.ratio)
+        return c.rank if c.rank is not None else rank_for_ratio(shape[0], shape[1], c.removed)
 
     def layer_check(self, name, weight):
         super().layer_check(name, weight)
@@ -35,8 +35,8 @@ class _LowRank(LinearTransform):
             raise ValueError(f"layer {name!r}: rank {k} is larger than its {tuple(weight.shape)} matrix allows "
                              f"(at most {min(weight.shape)}); lower the rank or skip the layer")
         if k < 1:
-            raise ValueError(f"layer {name!r}: ratio {self.config.ratio} leaves rank 0 for its {tuple(weight.shape)} matrix; "
-                             "lower the ratio or skip the layer")
+            raise ValueError(f"layer {name!r}: removed={self.config.removed} leaves rank 0 for its {tuple(weight.shape)} matrix; "
+                             "remove less or skip the layer")
 
     def make_observer(self, group, total_rows, ctx):
         m = self.config.method
@@ -60,7 +60,7 @@ class _LowRank(LinearTransform):
         if c.method != "svd":  # the inputs' mean |x| (ASVD) or covariance (SVD-LLM) of every layer
             obs = observe_inputs(model, inputs, targets, hessian=c.method == "svd-llm", absmean=c.method == "asvd")
             stats = {n: o.absmean if c.method == "asvd" else o.H for n, o in obs.items()}
-        return sensitivity_ranks(model, targets, stats, inputs, removed=c.ratio, method=c.method, alpha=c.alpha,
+        return sensitivity_ranks(model, targets, stats, inputs, removed=c.removed, method=c.method, alpha=c.alpha,
                                  damp=c.damp)
 
     def convert(self, name, module, group, observer, ctx):

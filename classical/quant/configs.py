@@ -3,36 +3,38 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..config import CompressionConfig, check_bits
-from ..granularity import Granularity, PerChannel, PerGroup, PerTensor
+from ..granularity import UNSET, Granularity, PerChannel, PerGroup, PerTensor
 
 
 def _resolve_granularity(cfg, method: str) -> None:
-    """``group_size`` is shorthand for ``granularity=PerGroup(group_size)``; keep both consistent. An
-    explicit granularity overrides the class's default group size."""
+    """``granularity`` is the setting; ``group_size`` is a strict alias for it (``group_size=n`` means
+    ``PerGroup(n)``, ``None`` means no groups). Given together they must agree, so neither can silently
+    win; given neither, the class default applies. Afterwards ``group_size`` reads the granularity's
+    group size (``None`` without groups)."""
     g, gs = cfg.granularity, cfg.group_size
-    default_gs = type(cfg).__dataclass_fields__["group_size"].default
-    if g is not None and gs == default_gs:
-        if not isinstance(g, (PerTensor, PerChannel, PerGroup)):
-            raise TypeError(f"{method}: granularity must be PerTensor(), PerChannel() or PerGroup(n), got {g!r}")
-        object.__setattr__(cfg, "group_size", g.size if isinstance(g, PerGroup) else None)
-        return
-    if gs is not None:
-        if not isinstance(gs, int) or isinstance(gs, bool) or gs < 2:
-            raise ValueError(f"{method}: group_size must be an integer >= 2 or None, got {gs!r}")
-        if g is not None and (not isinstance(g, PerGroup) or g.size != gs):
-            raise ValueError(f"{method}: group_size={gs} contradicts granularity={g!r}; give one of them")
-        if g is None:
-            object.__setattr__(cfg, "granularity", PerGroup(gs))
-    elif g is None:
-        object.__setattr__(cfg, "granularity", PerChannel())
-    elif not isinstance(g, (PerTensor, PerChannel, PerGroup)):
+    if g is not None and not isinstance(g, (PerTensor, PerChannel, PerGroup)):
         raise TypeError(f"{method}: granularity must be PerTensor(), PerChannel() or PerGroup(n), got {g!r}")
-    elif isinstance(g, PerGroup):
-        object.__setattr__(cfg, "group_size", g.size)
+    if gs is not UNSET:
+        if gs is not None and (not isinstance(gs, int) or isinstance(gs, bool) or gs < 2):
+            raise ValueError(f"{method}: group_size must be an integer >= 2 or None, got {gs!r}")
+        if g is not None and (gs is None) != (not isinstance(g, PerGroup)) or (isinstance(g, PerGroup) and g.size != gs):
+            raise ValueError(f"{method}: group_size={gs} contradicts granularity={g!r}; give one of them "
+                             f"(granularity=PerGroup(n) is the setting, group_size=n its shorthand)")
+        if g is None:
+            g = PerGroup(gs) if gs is not None else PerChannel()
+    elif g is None:
+        g = type(cfg).default_granularity
+    object.__setattr__(cfg, "granularity", g)
+    object.__setattr__(cfg, "group_size", g.size if isinstance(g, PerGroup) else None)
+
+
+def _alias():
+    # not written to JSON (the granularity is) and not shown by ``name`` unless it says something
+    return field(default=UNSET, metadata={"alias_of": "granularity"})
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,17 @@ class RTN(CompressionConfig):
 
     Args:
         bits: 2 to 8.
-        group_size: columns per group (shorthand for ``granularity=PerGroup(n)``); ``None`` with no
-            granularity means per output channel.
+        group_size: shorthand for ``granularity=PerGroup(n)`` (``None``: per output channel); given
+            with ``granularity`` the two must agree.
         symmetric: signed grid around 0 (no zero point) or an asymmetric grid with a zero point.
-        granularity: ``PerTensor()``, ``PerChannel()`` or ``PerGroup(n)``.
+        granularity: ``PerTensor()``, ``PerChannel()`` (the default) or ``PerGroup(n)``.
         act_bits: also quantize activations per token, dynamically (``act_bits=8`` is the naive W8A8
             that SmoothQuant improves on); ``None`` keeps activations in float.
     """
 
+    default_granularity: ClassVar[Granularity] = PerChannel()
     bits: int = 8
-    group_size: int | None = None
+    group_size: int | None = _alias()
     symmetric: bool = True
     granularity: Granularity | None = None
     act_bits: int | None = None
@@ -127,7 +130,8 @@ class GPTQ(CompressionConfig):
 
     Args:
         bits: 2 to 8.
-        group_size: columns per quantization group (``None``: per output channel).
+        group_size: shorthand for ``granularity=PerGroup(n)`` (``None``: per output channel); the
+            default granularity is ``PerGroup(128)``.
         act_order: process columns by decreasing Hessian diagonal ("desc_act").
         damp: dampening, as a fraction of the mean Hessian diagonal, added to its diagonal.
         symmetric: symmetric grid (else asymmetric with zero points, the reference default).
@@ -138,8 +142,9 @@ class GPTQ(CompressionConfig):
     """
 
     needs_calibration: ClassVar[bool] = True
+    default_granularity: ClassVar[Granularity] = PerGroup(128)
     bits: int = 4
-    group_size: int | None = 128
+    group_size: int | None = _alias()
     act_order: bool = True
     damp: float = 0.01
     symmetric: bool = False
@@ -170,7 +175,8 @@ class AWQ(CompressionConfig):
 
     Args:
         bits: 2 to 8.
-        group_size: columns per quantization group (``None``: per output channel).
+        group_size: shorthand for ``granularity=PerGroup(n)`` (``None``: per output channel); the
+            default granularity is ``PerGroup(128)``.
         symmetric: symmetric grid (else asymmetric with zero points, the reference default).
         n_grid: grid points for the scale search (20 in the reference).
         clip: run the clipping search (``max_shrink`` 0.5 over ``n_grid`` steps, as the reference).
@@ -179,8 +185,9 @@ class AWQ(CompressionConfig):
     """
 
     needs_calibration: ClassVar[bool] = True
+    default_granularity: ClassVar[Granularity] = PerGroup(128)
     bits: int = 4
-    group_size: int | None = 128
+    group_size: int | None = _alias()
     symmetric: bool = False
     n_grid: int = 20
     clip: bool = True

@@ -1,5 +1,6 @@
 """Sparsity: magnitude, Wanda and SparseGPT pruning (unstructured or N:M), structured channel / head
-pruning, and PyTorch's 2:4 semi-structured kernels. ``sparsity`` / ``ratio`` is the fraction removed."""
+pruning, and PyTorch's 2:4 semi-structured kernels. ``removed`` is the fraction removed (as in ``LowRank``);
+N:M patterns are :class:`NMPattern` values."""
 
 from . import methods as _methods  # noqa: F401  (registers the linear-layer transforms)
 from . import structured as _structured  # noqa: F401  (registers StructuredPrune)

@@ -1,4 +1,5 @@
-"""Sparsity configs (issue 6). ``sparsity`` is always the fraction of weights **removed**."""
+"""Sparsity configs (issue 6). ``removed`` is always the fraction **removed** (of the weights, or of the
+channels for :class:`StructuredPrune`), the same word as :class:`~qlite.classical.LowRank`'s."""
 
 from __future__ import annotations
 
@@ -12,43 +13,40 @@ from .masks import NMPattern, check_sparsity, parse_pattern
 
 @dataclass(frozen=True)
 class _Sparsity(CompressionConfig):
-    """Shared fields: ``sparsity`` (fraction removed, in [0, 1)) and an optional N:M ``pattern``.
+    """Shared fields: ``removed`` (the fraction of weights removed, in [0, 1)) and an optional N:M
+    ``pattern`` (an :class:`NMPattern`; the string ``"2:4"`` is read as ``NMPattern(2, 4)``).
 
-    With a pattern the sparsity is implied (``1 - N/M``); giving a different one is an error. Without
-    either, 50% unstructured.
+    With a pattern the removed fraction is implied (``1 - N/M``); giving a different one is an error.
+    Without either, 50% unstructured.
     """
 
-    sparsity: float | None = None
-    pattern: str | None = None
+    removed: float | None = None
+    pattern: NMPattern | None = None
 
     def __post_init__(self):
         super().__post_init__()
         method = type(self).__name__
         nm = parse_pattern(self.pattern)
+        object.__setattr__(self, "pattern", nm)
         if nm is not None:
-            object.__setattr__(self, "pattern", str(nm))
-            if self.sparsity is not None and not math.isclose(check_sparsity(self.sparsity, method), nm.sparsity):
+            if self.removed is not None and not math.isclose(check_sparsity(self.removed, method), nm.sparsity):
                 raise ValueError(
-                    f"{method}: pattern {nm} removes {nm.sparsity:g} of the weights but sparsity={self.sparsity!r}; "
+                    f"{method}: pattern {nm} removes {nm.sparsity:g} of the weights but removed={self.removed!r}; "
                     "give one of them"
                 )
-            object.__setattr__(self, "sparsity", nm.sparsity)
+            object.__setattr__(self, "removed", nm.sparsity)
         else:
-            object.__setattr__(self, "sparsity", check_sparsity(0.5 if self.sparsity is None else self.sparsity, method))
-
-    @property
-    def nm(self) -> NMPattern | None:
-        return parse_pattern(self.pattern)
+            object.__setattr__(self, "removed", check_sparsity(0.5 if self.removed is None else self.removed, method))
 
     @property
     def name(self) -> str:
-        return f"{type(self).__name__}({self.pattern or f'{self.sparsity:g}'})"
+        return f"{type(self).__name__}({self.pattern or f'{self.removed:g}'})"
 
 
 @dataclass(frozen=True)
 class Magnitude(_Sparsity):
     """Magnitude pruning: remove the smallest ``|W|`` of each layer (over the whole matrix, or per
-    ``M``-run with a pattern). No calibration. ``Magnitude(0.5)``, ``Magnitude(pattern="2:4")``."""
+    ``M``-run with a pattern). No calibration. ``Magnitude(0.5)``, ``Magnitude(pattern=NMPattern(2, 4))``."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ class SparseGPT(_Sparsity):
         super().__post_init__()
         if not isinstance(self.block_size, int) or isinstance(self.block_size, bool) or self.block_size < 1:
             raise ValueError(f"SparseGPT: block_size must be a positive integer, got {self.block_size!r}")
-        nm = self.nm
+        nm = self.pattern
         if nm is not None and self.block_size % nm.m:
             raise ValueError(f"SparseGPT: block_size {self.block_size} must be a multiple of M={nm.m} of pattern {nm}")
         if not isinstance(self.damp, (int, float)) or not self.damp > 0:
@@ -84,7 +82,7 @@ class StructuredPrune(CompressionConfig):
     """Structured pruning that shrinks the matrices (in the spirit of LLM-Pruner, Ma et al. 2023).
 
     Args:
-        ratio: fraction of the channels **removed** in each block: of the MLP's intermediate channels
+        removed: fraction of the channels **removed** in each block: of the MLP's intermediate channels
             (``targets`` holds ``"mlp"``) and of the query heads of each key/value group (``"heads"``).
         targets: which coupled groups to prune, ``("mlp",)``, ``("heads",)`` or both.
         importance: ``"taylor"`` (first-order Taylor ``sum |w * dL/dw|`` over every weight of the group,
@@ -96,15 +94,16 @@ class StructuredPrune(CompressionConfig):
 
     needs_calibration: ClassVar[bool] = True
     reshapes_layers: ClassVar[bool] = True
-    ratio: float = 0.2
+    removed: float = 0.2
     targets: tuple[str, ...] = ("mlp",)
     importance: str = "taylor"
     multiple_of: int = 1
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"StructuredPrune: ratio is the fraction of channels removed and must lie in [0, 1), got {self.ratio!r}")
+        if isinstance(self.removed, bool) or not isinstance(self.removed, (int, float)) or not 0.0 <= self.removed < 1.0:
+            raise ValueError(f"StructuredPrune: removed is the fraction of channels removed and must lie in [0, 1), "
+                             f"got {self.removed!r}")
         if isinstance(self.targets, str):
             object.__setattr__(self, "targets", (self.targets,))
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -118,7 +117,7 @@ class StructuredPrune(CompressionConfig):
 
     @property
     def name(self) -> str:
-        return f"StructuredPrune({self.ratio:g}, {'+'.join(self.targets)}, {self.importance})"
+        return f"StructuredPrune({self.removed:g}, {'+'.join(self.targets)}, {self.importance})"
 
 
 __all__ = ["Magnitude", "Wanda", "SparseGPT", "StructuredPrune"]

@@ -40,7 +40,8 @@ def parse_pattern(pattern: str | NMPattern | None) -> NMPattern | None:
     if pattern is None or isinstance(pattern, NMPattern):
         return pattern
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a string such as '2:4' or None, got {pattern!r}")
+        raise TypeError(f"pattern must be an NMPattern such as NMPattern(2, 4) (or the string '2:4'), or None; "
+                        f"got {pattern!r}")
     m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", pattern)
     if not m:
         raise ValueError(f"pattern must look like 'N:M' (e.g. '2:4' or '4:8'), got {pattern!r}")
@@ -51,7 +52,7 @@ def check_sparsity(sparsity, method: str) -> float:
     """Validate a removed fraction in ``[0, 1)``."""
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
         raise ValueError(
-            f"{method}: sparsity is the fraction of weights removed and must lie in [0, 1), got {sparsity!r}"
+            f"{method}: removed is the fraction of weights removed and must lie in [0, 1), got {sparsity!r}"
         )
     return float(sparsity)
 

@@ -20,7 +20,7 @@ class _SparseTransform(LinearTransform):
 
     def layer_check(self, name, weight):
         super().layer_check(name, weight)
-        nm = self.config.nm
+        nm = self.config.pattern
         if nm is not None and weight.shape[1] % nm.m:
             raise ValueError(
                 f"layer {name!r}: pattern {nm} needs its input dimension {weight.shape[1]} to be a multiple of "
@@ -28,7 +28,7 @@ class _SparseTransform(LinearTransform):
             )
 
     def _build(self, module, weight, mask, extra):
-        new = SparseLinear(weight.to(linear_weight(module).dtype), mask, _bias(module), pattern=self.config.pattern,
+        new = SparseLinear(weight.to(linear_weight(module).dtype), mask, _bias(module), pattern=None if self.config.pattern is None else str(self.config.pattern),
                            method=self.config.name)
         extra["sparsity"] = new.sparsity
         return new, extra
@@ -38,8 +38,8 @@ class _SparseTransform(LinearTransform):
 class _Magnitude(_SparseTransform):
     def convert(self, name, module, group, observer, ctx):
         w = linear_weight(module).detach()
-        nm = self.config.nm
-        mask = nm_mask(w.abs(), nm) if nm else unstructured_mask(w.abs(), self.config.sparsity)
+        nm = self.config.pattern
+        mask = nm_mask(w.abs(), nm) if nm else unstructured_mask(w.abs(), self.config.removed)
         return self._build(module, w, mask, {})
 
 
@@ -51,8 +51,8 @@ class _Wanda(_SparseTransform):
     def convert(self, name, module, group, observer, ctx):
         w = linear_weight(module).detach()
         s = wanda_scores(w, observer.sqsum.to(w.device))
-        nm = self.config.nm
-        mask = nm_mask(s, nm) if nm else unstructured_mask(s, self.config.sparsity, per_row=True)
+        nm = self.config.pattern
+        mask = nm_mask(s, nm) if nm else unstructured_mask(s, self.config.removed, per_row=True)
         return self._build(module, w, mask, {})
 
 
@@ -65,7 +65,7 @@ class _SparseGPT(_SparseTransform):
         c = self.config
         w = linear_weight(module).detach().float()
         H = observer.H.to(w.device)
-        r = sparsegpt_prune(w, H, sparsity=c.sparsity, pattern=c.nm, block_size=c.block_size, damp=c.damp)
+        r = sparsegpt_prune(w, H, sparsity=c.removed, pattern=c.pattern, block_size=c.block_size, damp=c.damp)
         extra = {"output_rel_error": output_rel_error(w, r["weight"], H), "sparsegpt_loss": r["loss"]}
         return self._build(module, r["weight"], r["mask"], extra)
 

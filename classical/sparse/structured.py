@@ -162,7 +162,7 @@ class _StructuredPrune(Transform):
             score = channel_scores(prods, cons)
             if c.multiple_of > d:
                 raise ValueError(f"{c.name}: multiple_of={c.multiple_of} exceeds the {d} channels of {cons}'s input")
-            keep_n = d - int(round(c.ratio * d))
+            keep_n = d - int(round(c.removed * d))
             if c.multiple_of > 1:
                 keep_n = max(c.multiple_of, keep_n // c.multiple_of * c.multiple_of)
             keep = torch.topk(score, keep_n).indices.sort().values
@@ -179,14 +179,14 @@ class _StructuredPrune(Transform):
             # whole query heads per key/value group, so GQA stays valid; with one query head per group
             # (multi-head attention) whole groups go: their q, k, v rows and o columns
             unit, count = (a.n_kv_heads, 1) if gs == 1 else (gs, a.n_kv_heads)
-            r = math.floor(c.ratio * unit + 0.5)
+            r = math.floor(c.removed * unit + 0.5)
             what = "key/value heads" if gs == 1 else f"query heads of each key/value group of {gs}"
             if r == 0:
-                raise ValueError(f"{c.name}: ratio {c.ratio} removes none of the {unit} {what} in {a.name!r}; the "
-                                 f"smallest ratio that removes one is {0.5 / unit:.3f} (or drop 'heads' from targets)")
+                raise ValueError(f"{c.name}: removed={c.removed} removes none of the {unit} {what} in {a.name!r}; the "
+                                 f"smallest fraction that removes one is {0.5 / unit:.3f} (or drop 'heads' from targets)")
             if r >= unit:
-                raise ValueError(f"{c.name}: ratio {c.ratio} would remove all {unit} {what} in {a.name!r}; "
-                                 f"use a ratio below {(unit - 0.5) / unit:.2f}")
+                raise ValueError(f"{c.name}: removed={c.removed} would remove all {unit} {what} in {a.name!r}; "
+                                 f"use removed below {(unit - 0.5) / unit:.2f}")
             col = channel_scores([f"{a.name}.q_proj"], f"{a.name}.o_proj")  # (n_heads * hd,)
             head = col.reshape(count, unit, hd).sum(-1) if gs > 1 else col.reshape(1, unit, hd).sum(-1)
             kept = torch.topk(head, unit - r, dim=1).indices.sort(dim=1).values

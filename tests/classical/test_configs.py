@@ -83,3 +83,20 @@ def test_unknown_type_in_json():
 def test_names_are_readable():
     assert RTN(4, group_size=128).name == "RTN(bits=4, group_size=128)"
     assert GPTQ(3).name == "GPTQ(bits=3)"
+
+
+def test_group_size_is_a_strict_alias_that_cannot_silently_lose():
+    """Before: GPTQ(group_size=128, granularity=PerGroup(64)) quietly used 64 (128 was the default)."""
+    with pytest.raises(ValueError, match=r"group_size=128 contradicts granularity=PerGroup\(size=64"):
+        GPTQ(4, group_size=128, granularity=PerGroup(64))
+    with pytest.raises(ValueError, match="contradicts"):
+        AWQ(4, group_size=128, granularity=PerChannel())
+    with pytest.raises(ValueError, match="contradicts"):
+        RTN(4, group_size=None, granularity=PerGroup(64))
+    assert GPTQ(4, group_size=64, granularity=PerGroup(64)).granularity == PerGroup(64)
+    assert GPTQ(4).granularity == PerGroup(128) and GPTQ(4, granularity=PerChannel()).group_size is None
+    assert RTN(4, group_size=None, granularity=PerTensor()).granularity == PerTensor()
+    # JSON holds the granularity only; old logs with both fields (agreeing) still read back
+    d = GPTQ(4, group_size=64).to_dict()
+    assert "group_size" not in d and d["granularity"] == {"type": "PerGroup", "size": 64}
+    assert CompressionConfig.from_dict({**d, "group_size": 64}) == GPTQ(4, group_size=64)

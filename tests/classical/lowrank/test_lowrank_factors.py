@@ -72,7 +72,7 @@ def test_rank_larger_than_the_matrix_is_refused():
         compress(net, LowRank(rank=9))
     for bad in (-0.1, 1.0, True):
         with pytest.raises(ValueError, match="fraction of parameters removed"):
-            LowRank(ratio=bad)
+            LowRank(removed=bad)
     with pytest.raises(ValueError, match="method"):
         LowRank(method="tucker")
 
@@ -151,22 +151,22 @@ def test_sensitivity_search_gives_ranks_where_they_matter_and_bad_input():
     assert _weights_kept(res["sensitivity"].report.layers) <= 0.6
     with pytest.raises(ValueError, match="allocation must be"):
         LowRank(0.2, allocation="greedy")
-    with pytest.raises(ValueError, match="give ratio, not rank"):
+    with pytest.raises(ValueError, match="give removed, not rank"):
         LowRank(rank=4, allocation="sensitivity")
     with pytest.raises(ValueError, match="calibration"):
         compress(net, LowRank(0.4, allocation="sensitivity"))
 
 
 def test_lowrank_ratio_zero_is_refused():
-    """ratio=0 promises to remove nothing, yet the largest rank it allows still truncates the spectrum
+    """removed=0 promises to remove nothing, yet the largest rank it allows still truncates the spectrum
     (before the fix it built rank-k factors and added error); it is refused with the alternatives."""
     from qlite.classical import LowRank
 
-    with pytest.raises(ValueError, match="ratio=0 removes no parameters.*leave LowRank out of the recipe"):
+    with pytest.raises(ValueError, match="removed=0 removes no parameters.*leave LowRank out of the recipe"):
         LowRank(0.0)
     with pytest.raises(ValueError, match=r"must lie in \(0, 1\), got 1.0"):
         LowRank(1.0)
-    assert LowRank(rank=4).ratio is None  # an explicit rank is still accepted
+    assert LowRank(rank=4).removed is None  # an explicit rank is still accepted
 
 
 def test_lowrank_before_structured_pruning_is_refused_before_any_work(tiny_llm):

@@ -33,7 +33,7 @@ def test_callers_model_untouched_unless_inplace(cfg):
     res = compress(net, cfg, calib=_calib())
     assert all(type(m) in (nn.Linear, nn.ReLU) for m in net)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-    assert isinstance(res.model[0], SparseLinear) and res.model[0].sparsity == pytest.approx(cfg.sparsity)
+    assert isinstance(res.model[0], SparseLinear) and res.model[0].sparsity == pytest.approx(cfg.removed)
     assert compress(net, cfg, calib=_calib(), inplace=True).model is net and isinstance(net[0], SparseLinear)
 
 
@@ -131,7 +131,7 @@ def test_structured_head_pruning_keeps_gqa_valid(tiny_llama, token_calib, import
     torch.testing.assert_close(res.model(x).logits, model(x).logits, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="would remove all 3 query heads"):
         compress(model, StructuredPrune(0.9, targets=("heads",)), calib=token_calib)
-    with pytest.raises(ValueError, match=r"removes none of the 3 .* smallest ratio that removes one is 0.167"):
+    with pytest.raises(ValueError, match=r"removes none of the 3 .* smallest fraction that removes one is 0.167"):
         compress(model, StructuredPrune(0.1, targets=("heads",)), calib=token_calib)
 
 

@@ -64,8 +64,9 @@ def test_bitmask_round_trip():
 
 def test_pattern_parsing_and_sparsity_conventions():
     assert parse_pattern("2:4") == NMPattern(2, 4) and NMPattern(2, 4).sparsity == 0.5
-    assert Magnitude(pattern="2:4").sparsity == 0.5 and Magnitude().sparsity == 0.5
-    assert Wanda(pattern="1:4").sparsity == 0.75
+    assert Magnitude(pattern="2:4").removed == 0.5 and Magnitude().removed == 0.5
+    assert Wanda(pattern="1:4").removed == 0.75
+    assert Magnitude(pattern="2:4").pattern == NMPattern(2, 4) == Magnitude(pattern=NMPattern(2, 4)).pattern
     for bad in ("2-4", "4:2", "0:4", "a:b"):
         with pytest.raises(ValueError, match="N:M|0 < N < M"):
             Magnitude(pattern=bad)
@@ -79,7 +80,7 @@ def test_sparsity_outside_0_1_is_refused(bad):
 
 
 def test_pattern_and_sparsity_that_disagree_are_refused():
-    with pytest.raises(ValueError, match="removes 0.5 of the weights but sparsity=0.6"):
+    with pytest.raises(ValueError, match="removes 0.5 of the weights but removed=0.6"):
         SparseGPT(0.6, pattern="2:4")
     with pytest.raises(ValueError, match="multiple of M=8"):
         SparseGPT(pattern="4:8", block_size=12)
@@ -87,10 +88,28 @@ def test_pattern_and_sparsity_that_disagree_are_refused():
 
 def test_structured_config_validation_and_json_round_trip():
     with pytest.raises(ValueError, match="fraction of channels removed"):
-        StructuredPrune(ratio=1.0)
+        StructuredPrune(removed=1.0)
     with pytest.raises(ValueError, match="targets"):
         StructuredPrune(targets=("ffn",))
     with pytest.raises(ValueError, match="importance"):
         StructuredPrune(importance="fisher")
     for c in (SparseGPT(pattern="2:4"), Wanda(0.6), StructuredPrune(0.3, targets=("mlp", "heads"), importance="activation")):
         assert CompressionConfig.from_json(c.to_json()) == c
+
+
+def test_one_config_style_removed_and_nm_pattern_values():
+    """One word for the fraction removed (sparsity and low-rank configs alike), N:M as an NMPattern
+    value that survives the JSON round trip as a value."""
+    from qlite.classical import LowRank, NMPattern as Top
+
+    assert Top is NMPattern
+    assert Magnitude(0.3).removed == StructuredPrune(0.3).removed == LowRank(0.3).removed == 0.3
+    for c in (Magnitude, Wanda, SparseGPT, StructuredPrune, LowRank):
+        names = {f.name for f in __import__("dataclasses").fields(c)}
+        assert "removed" in names and not names & {"sparsity", "ratio"}, c
+    d = SparseGPT(pattern=NMPattern(4, 8)).to_dict()
+    assert d["pattern"] == {"type": "NMPattern", "n": 4, "m": 8}
+    back = CompressionConfig.from_dict(d)
+    assert back.pattern == NMPattern(4, 8) and isinstance(back.pattern, NMPattern)
+    with pytest.raises(TypeError, match=r"pattern must be an NMPattern such as NMPattern\(2, 4\)"):
+        Wanda(pattern=(2, 4))
