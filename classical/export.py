@@ -21,7 +21,6 @@ from .quant.modules import QuantizedLinear
 
 log = logging.getLogger(__name__)
 
-TORCHAO_SCHEMES = ("int8_weight_only", "int8_dynamic", "int4_weight_only")
 BNB_SCHEMES = ("int8", "nf4", "fp4")
 
 
@@ -32,17 +31,14 @@ def _require(pkg: str):
         raise ImportError(f"{pkg} is needed for real-kernel export: pip install 'qlite[llm]'") from e
 
 
-def _torchao_config(scheme: str, group_size: int = 128):
+def torchao_configs(group_size: int = 128) -> dict:
+    """The torchao configs :func:`probe_backends` tries, by label: int8 weight-only, int8 dynamic
+    activations + int8 weights, int4 weight-only in groups of ``group_size``."""
     _require("torchao")
     from torchao.quantization import Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
 
-    if scheme == "int8_weight_only":
-        return Int8WeightOnlyConfig()
-    if scheme == "int8_dynamic":
-        return Int8DynamicActivationInt8WeightConfig()
-    if scheme == "int4_weight_only":
-        return Int4WeightOnlyConfig(group_size=group_size)
-    raise ValueError(f"unknown torchao scheme {scheme!r}; choose one of {TORCHAO_SCHEMES}")
+    return {"int8_weight_only": Int8WeightOnlyConfig(), "int8_dynamic": Int8DynamicActivationInt8WeightConfig(),
+            "int4_weight_only": Int4WeightOnlyConfig(group_size=group_size)}
 
 
 def _plain_linear(m: nn.Module) -> tuple[nn.Linear, torch.Tensor | None]:
@@ -68,17 +64,32 @@ def _replace_all(model: nn.Module, convert: Callable[[str, nn.Module], nn.Module
     return model
 
 
-def export_torchao(model: nn.Module, scheme: str, *, group_size: int = 128, inplace: bool = False) -> nn.Module:
+def export_torchao(model: nn.Module, config, *, inplace: bool = False) -> nn.Module:
     """Replace every quantized (and plain, except ``lm_head``) linear layer by a torchao low-bit layer.
+
+    Args:
+        config: a torchao config, e.g. ``torchao.quantization.Int8WeightOnlyConfig()``,
+            ``Int8DynamicActivationInt8WeightConfig()`` or ``Int4WeightOnlyConfig(group_size=64)``
+            (:func:`torchao_configs` lists these three).
+        inplace: convert ``model`` itself; otherwise a converted copy.
 
     The torchao layer is built from the weight qlite's layer computes with; an AWQ / SmoothQuant input
     scale becomes torchao's ``act_pre_scale``. torchao re-derives its own scales from that weight, so an
     8-bit export of an 8-bit qlite layer reproduces it up to torchao's rounding convention.
+
+    Raises:
+        TypeError: ``config`` is not a torchao config (a scheme name such as ``"int8_weight_only"``
+        included: build the config instead).
     """
     _require("torchao")
+    from torchao.core.config import AOBaseConfig
     from torchao.quantization import quantize_
 
-    cfg = _torchao_config(scheme, group_size)
+    if not isinstance(config, AOBaseConfig):
+        hint = f"; for {config!r} use torchao_configs()[{config!r}]" if isinstance(config, str) else ""
+        raise TypeError(f"export_torchao takes a torchao config such as torchao.quantization.Int8WeightOnlyConfig() "
+                        f"or Int4WeightOnlyConfig(group_size=64), got {config!r}{hint}")
+    cfg = config
     model = model if inplace else copy.deepcopy(model)
 
     def convert(name, m):
@@ -127,9 +138,14 @@ def probe_backends(device: str | torch.device = "cpu") -> dict[str, str]:
     out: dict[str, str] = {}
     x = torch.randn(2, 128, device=device)
     base = nn.Sequential(nn.Linear(128, 64)).to(device)
-    for scheme in TORCHAO_SCHEMES:
+    try:
+        configs = torchao_configs(group_size=64)
+    except ImportError as e:
+        configs, missing = {}, f"ImportError: {e}"
+        out.update({f"torchao:{s}": missing for s in ("int8_weight_only", "int8_dynamic", "int4_weight_only")})
+    for scheme, cfg in configs.items():
         try:
-            export_torchao(base, scheme, group_size=64)(x)
+            export_torchao(base, cfg)(x)
             out[f"torchao:{scheme}"] = "ok"
         except Exception as e:  # report the library's own reason
             out[f"torchao:{scheme}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"

@@ -19,7 +19,7 @@ from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, PerGroup, SmoothQuant
 from qlite.classical.benchmark import Entry, Suite, check_agreement, check_targets, run_suite, write_results
 from qlite.classical.crosscheck import bnb_llm_int8, torchao_awq, torchao_gptq, torchao_smoothquant
 from qlite.classical.evaluation import calibration_segments, corpus_tokens, split_halves
-from qlite.classical.export import export_torchao, probe_backends
+from qlite.classical.export import export_torchao, probe_backends, torchao_configs
 from qlite.classical.models import load_causal_lm
 from qlite.paths import data_file, _REPO
 
@@ -106,10 +106,10 @@ def main() -> None:
         Entry("GPTQ W3 g128 (true-sequential)", [GPTQ(3, granularity=g128, true_sequential=True)], wiki,
               note="the reference's --act-order --true-sequential"),
         # Real kernels.
-        Entry("RTN W8 -> torchao int8 weight-only", [RTN(8)], post=lambda m: export_torchao(m, "int8_weight_only", inplace=True),
+        Entry("RTN W8 -> torchao int8 weight-only", [RTN(8)], post=lambda m: export_torchao(m, torchao_configs()["int8_weight_only"], inplace=True),
               note="real kernel"),
         Entry("SmoothQuant W8A8 -> torchao int8 dynamic", [SmoothQuant(alpha=0.5)], small,
-              post=lambda m: export_torchao(m, "int8_dynamic", inplace=True), note="real kernel, smoothing as act_pre_scale"),
+              post=lambda m: export_torchao(m, torchao_configs()["int8_dynamic"], inplace=True), note="real kernel, smoothing as act_pre_scale"),
         Entry("bitsandbytes LLM.int8()", [], build=lambda m, c: bnb_llm_int8(m, threshold=6.0), note="bitsandbytes' own Linear8bitLt"),
         Entry("torchao SmoothQuant W8A8", [], wiki, build=lambda m, c: torchao_smoothquant(m, c, alpha=0.5, device=dev),
               note="torchao's own pipeline"),
@@ -118,7 +118,7 @@ def main() -> None:
         g64 = PerGroup(64)
         entries += [
             Entry("RTN W4 g64 -> torchao int4 weight-only", [RTN(4, group_size=64, symmetric=False)],
-                  post=lambda m: export_torchao(m, "int4_weight_only", group_size=64, inplace=True), note="real kernel, g64"),
+                  post=lambda m: export_torchao(m, torchao_configs(group_size=64)["int4_weight_only"], inplace=True), note="real kernel, g64"),
             Entry("AWQ W4 g64", [AWQ(4, granularity=g64, search_rows=a.awq_rows)], small),
             Entry("torchao AWQ W4 g64", [], small, build=lambda m, c: torchao_awq(m, c, bits=4, group_size=64, device=dev)),
             Entry("GPTQ W4 g64", [GPTQ(4, granularity=g64)], wiki),

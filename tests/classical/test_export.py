@@ -35,12 +35,12 @@ def test_probe_reports_every_path(backends):
 def test_torchao_int8_export_matches_our_w8(backends):
     if backends["torchao:int8_weight_only"] != "ok":
         pytest.skip(f"torchao int8 weight-only does not run here: {backends['torchao:int8_weight_only']}")
-    from qlite.classical.export import export_torchao
+    from qlite.classical.export import export_torchao, torchao_configs
 
     net = _net()
     x = torch.randn(32, 128)
     ours = compress(net, RTN(8)).model
-    real = export_torchao(ours, "int8_weight_only")
+    real = export_torchao(ours, torchao_configs()["int8_weight_only"])
     assert kernel_label(real) == "real-kernel"
     from qlite.classical.transform import state_bytes
 
@@ -55,13 +55,13 @@ def test_torchao_int8_export_matches_our_w8(backends):
 def test_torchao_dynamic_export_keeps_smoothing(backends):
     if backends["torchao:int8_dynamic"] != "ok":
         pytest.skip(f"torchao int8 dynamic does not run here: {backends['torchao:int8_dynamic']}")
-    from qlite.classical.export import export_torchao
+    from qlite.classical.export import export_torchao, torchao_configs
 
     net = _net()
     x = torch.randn(64, 128)
     x[:, 5] *= 40
     ours = compress(net, SmoothQuant(0.5), calib=[x]).model
-    real = export_torchao(ours, "int8_dynamic")
+    real = export_torchao(ours, torchao_configs()["int8_dynamic"])
     with torch.no_grad():
         y = net(x)
         assert snr_db(y, real(x)) > 30 and abs(snr_db(y, real(x)) - snr_db(y, ours(x))) < 6
@@ -97,3 +97,15 @@ def test_bitsandbytes_export_of_a_model_with_buffers_only(backends):
     x = torch.randn(4, 128)
     with torch.no_grad():
         assert snr_db(q(x), out(x)) > 30
+
+
+def test_export_torchao_takes_a_config_not_a_scheme_name():
+    pytest.importorskip("torchao")
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    from qlite.classical.export import export_torchao, torchao_configs
+
+    with pytest.raises(TypeError, match=r"takes a torchao config .* use torchao_configs\(\)\['int8_weight_only'\]"):
+        export_torchao(_net(), "int8_weight_only")
+    assert isinstance(torchao_configs()["int8_weight_only"], Int8WeightOnlyConfig)
+    assert torchao_configs(group_size=32)["int4_weight_only"].group_size == 32
