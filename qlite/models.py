@@ -414,7 +414,8 @@ def small_llama(vocab_size: int, *, hidden_size: int = 256, n_layers: int = 4, n
                 from .lm import QuantumFFNConfig, inject
             except ImportError as err:
                 raise ImportError(f"ffn='quantum' needs qlite.lm ({err})") from err
-            model = inject(model, QuantumFFNConfig(n_qubits=n_qubits), target_modules=["*.mlp"])
+            model = inject(model, QuantumFFNConfig(n_qubits=n_qubits), target_modules=["*.mlp"], inplace=True,
+                           seed=0 if seed is None else seed)
             for p in model.parameters():  # from scratch: nothing is a frozen base
                 p.requires_grad_(True)
         return model

@@ -1,8 +1,12 @@
-"""``qlite fit``: fit one model to an image or a sound and write checkpoint, figures and metrics.
+"""``qlite fit``: fit one model to an image, a sound or a text and write checkpoint, figures and metrics.
 
     qlite fit --data image:camera --size 32 --model qiren --epochs 300 --lr 0.03 --seed 0 --out runs/camera
     qlite fit --data audio:gt_bach.wav --start 20000 --stop 25000 --step 5 --model siren --out runs/bach
     qlite fit --resume runs/camera --epochs 600
+    qlite fit --data text:tinyshakespeare --model llama --ffn quantum --max-steps 500 --out runs/ts
+    qlite fit --data text:tinyshakespeare --model smollm2 --adapter quantum-lora --out runs/ql
+
+Text runs (language models) are described in :mod:`qlite.cli.fit_text`.
 
 ``--out`` receives the checkpoint (``checkpoint.json`` + safetensors), ``reconstruction.png``
 (reconstruction / ground truth / error map), ``loss.png`` and ``result.json``; a directory that
@@ -16,16 +20,21 @@ import argparse
 import json
 from pathlib import Path
 
+from .fit_text import TEXT_MODELS, add_text_args
+
 MODEL_CHOICES = ("qiren", "siren", "relu", "tanh", "rff")
 OUTPUT_FILES = ("checkpoint.json", "reconstruction.png", "loss.png", "result.json")
 # Options that define a run; with --resume they come from the checkpoint instead.
 _RUN_OPTIONS = ("data", "size", "color", "start", "stop", "step", "eval_size", "model", "hidden_features",
-                "hidden_layers", "budget", "omega_0", "scale", "spectrum_layers", "lr", "batch_size", "schedule", "seed")
+                "hidden_layers", "budget", "omega_0", "scale", "spectrum_layers", "lr", "batch_size", "schedule", "seed",
+                "seqlen", "split", "adapter", "ffn", "rank", "n_qubits", "target_modules", "eval_every")
+_TEXT_ONLY = ("seqlen", "split", "adapter", "ffn", "rank", "n_qubits", "target_modules", "max_steps", "eval_every")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="image:NAME_OR_PATH (scikit-image name or file) or audio:PATH (WAV)")
+    g.add_argument("--data", help="image:NAME_OR_PATH (scikit-image name or file), audio:PATH (WAV) or "
+                                  "text:NAME_OR_PATH (tinyshakespeare, wikitext2 or a UTF-8 file; `qlite fit` only)")
     g.add_argument("--size", type=int, help="image side after centre crop and resize (default 32)")
     g.add_argument("--color", action="store_true", default=None, help="keep RGB instead of converting to gray")
     g.add_argument("--eval-size", type=int, help="images: train on --size, also score the --eval-size grid "
@@ -38,7 +47,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_model_args(p: argparse.ArgumentParser, multiple: bool = False) -> None:
     g = p.add_argument_group("model")
     if not multiple:
-        g.add_argument("--model", choices=MODEL_CHOICES, help="default qiren")
+        g.add_argument("--model", choices=MODEL_CHOICES + TEXT_MODELS, help="default qiren (text: llama)")
     g.add_argument("--hidden-features", type=int, help="width (qubits for qiren); default: from --budget")
     g.add_argument("--hidden-layers", type=int, help="hidden layers after the first (default 2)")
     g.add_argument("--budget", help="baselines: at most this many parameters, or 'qiren' (default) for "
@@ -68,6 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_data_args(p)
     add_model_args(p)
     add_fit_args(p)
+    add_text_args(p)
     g = p.add_argument_group("output")
     g.add_argument("--out", help="new directory for checkpoint, figures and result.json")
     g.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --epochs in total")
@@ -80,6 +90,13 @@ def data_spec(args) -> dict:
     if not args.data:
         raise ValueError("--data is required: image:NAME_OR_PATH or audio:PATH")
     kind, sep, source = args.data.partition(":")
+    text_given = [f"--{o.replace('_', '-')}" for o in _TEXT_ONLY if getattr(args, o, None) is not None]
+    if text_given and kind != "text":
+        raise ValueError(f"{text_given} apply to text (--data text:...), not to {args.data!r}")
+    if kind == "text":
+        raise ValueError("text data trains one language model: use `qlite fit --data text:... --model llama|smollm2`")
+    if getattr(args, "model", None) in TEXT_MODELS:
+        raise ValueError(f"--model {args.model} is a language model; it trains on --data text:NAME_OR_PATH")
     if not sep or kind not in ("image", "audio") or not source:
         raise ValueError(f"--data must look like image:NAME_OR_PATH or audio:PATH, got {args.data!r}")
     if kind == "image":
@@ -143,8 +160,8 @@ def _fit_overrides(args) -> dict:
     return out
 
 
-def _refuse_existing(out: Path) -> None:
-    taken = [name for name in OUTPUT_FILES if (out / name).exists()]
+def _refuse_existing(out: Path, names=OUTPUT_FILES) -> None:
+    taken = [name for name in names if (out / name).exists()]
     if taken:
         raise FileExistsError(f"{str(out)!r} already holds {taken}; use --resume {out} to continue that run "
                               f"or choose a new --out (nothing was overwritten)")
@@ -181,15 +198,37 @@ def run(args) -> dict:
         given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o, None) is not None]
         if given or args.out:
             raise ValueError(f"--resume continues the stored run; {given + (['--out'] if args.out else [])} "
-                             f"cannot change it (only --epochs, --device and --progress apply)")
+                             f"cannot change it (only --epochs, --max-steps, --device and --progress apply)")
         out = Path(args.resume)
         stored = read_index(out).get("info", {}).get("cli")
         if not stored:
             raise ValueError(f"the checkpoint in {str(out)!r} was not written by `qlite fit`; resume it with qlite.fit()")
-        dspec, mspec, seed = stored["data"], stored["model"], stored["seed"]
         overrides = {"epochs": args.epochs} if args.epochs is not None else {}
         if args.progress is not None:
             overrides["progress"] = args.progress
+        if "text" in stored:
+            from . import fit_text
+
+            if args.max_steps is not None:
+                overrides["max_steps"] = args.max_steps
+            return fit_text.run(args, out, stored, overrides, stored["seed"])
+        if args.max_steps is not None:
+            raise ValueError("--max-steps applies to text runs; a signal run continues up to --epochs")
+        dspec, mspec, seed = stored["data"], stored["model"], stored["seed"]
+    elif (args.data or "").startswith("text:"):
+        from . import fit_text
+
+        if not args.out:
+            raise ValueError("--out DIR is required (a new directory for the run)")
+        out = Path(args.out)
+        _refuse_existing(out, fit_text.TEXT_OUTPUT_FILES)
+        overrides = {"epochs": 1 if args.epochs is None else args.epochs, "lr": 1e-3 if args.lr is None else args.lr,
+                     "batch_size": 8 if args.batch_size is None else args.batch_size,
+                     "schedule": args.schedule or "constant", "seed": 0 if args.seed is None else args.seed,
+                     "max_steps": args.max_steps, "eval_every": args.eval_every or 0}
+        if args.progress is not None:
+            overrides["progress"] = args.progress
+        return fit_text.run(args, out, None, overrides, overrides["seed"])
     else:
         if not args.out:
             raise ValueError("--out DIR is required (a new directory for the run)")
