@@ -11,7 +11,7 @@ from .config import CompressionConfig, recipe_from_json, recipe_to_json
 from .granularity import PerChannel, PerGroup, PerTensor
 from .quant import AWQ, GPTQ, RTN, AngleQuant, LLMInt8, QuantizedLinear, SmoothQuant
 from .gqa import GQA, convert_gqa
-from .lowrank import FactorizedEmbedding, LowRank, LowRankLinear
+from .lowrank import FactorizedEmbedding, LoRARecover, LowRank, LowRankLinear
 from .sparse import Magnitude, NMPattern, SparseGPT, SparseLinear, StructuredPrune, Wanda
 from .transform import LayerRecord, LinearTransform, Transform, state_bytes, transform_for
 
@@ -40,7 +40,7 @@ __all__ = [
     "recipe_to_json", "PerChannel", "PerGroup", "PerTensor", "RTN", "LLMInt8", "SmoothQuant", "GPTQ", "AWQ",
     "AngleQuant", "QuantizedLinear", "Blocks", "find_blocks", "linear_layers", "LayerRecord", "LinearTransform",
     "Transform", "state_bytes", "transform_for", "evaluate", "load_causal_lm", "smollm2_gguf_path",
-    "Magnitude", "Wanda", "SparseGPT", "NMPattern", "StructuredPrune", "SparseLinear", "LowRank", "FactorizedEmbedding",
+    "Magnitude", "Wanda", "SparseGPT", "NMPattern", "StructuredPrune", "SparseLinear", "LowRank", "LoRARecover", "FactorizedEmbedding",
     "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "SinkCache", "H2OCache", "scoring_attention",
     "lora_recover",
 ]

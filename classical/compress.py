@@ -193,10 +193,12 @@ def compress(
     if needs:
         _check_calibration(model, calib)
     target = model if inplace else copy.deepcopy(model)
+    # distillation steps learn from the model as it was given: the caller's (untouched) or, in place, a copy
+    teacher = model if not inplace else copy.deepcopy(model) if any(c.requires_teacher for c in items) else None
     was_training = target.training
     target.eval()
     before = state_bytes(target)
-    ctx = Context(device=device, offload=offload, seed=seed)
+    ctx = Context(device=device, offload=offload, seed=seed, teacher=teacher)
     records: list[LayerRecord] = []
     seconds: dict[str, float] = {}
     try:

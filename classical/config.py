@@ -43,6 +43,11 @@ class CompressionConfig:
         """Whether this config, with its field values, needs ``calib`` (defaults to ``needs_calibration``)."""
         return type(self).needs_calibration
 
+    @property
+    def requires_teacher(self) -> bool:
+        """Whether the step distils from the model as given to ``compress`` (kept as a copy in place)."""
+        return False
+
     def __post_init__(self):
         if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
             raise TypeError(f"skip must be a tuple of name patterns, got {self.skip!r}")

@@ -52,6 +52,7 @@ class Context:
     device: Any = None
     offload: bool = False
     seed: int = 0
+    teacher: Any = None  # the model as given to compress, for steps that distil from it (None: not kept)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..config import CompressionConfig
 
@@ -101,3 +102,63 @@ class FactorizedEmbedding(CompressionConfig):
             raise ValueError(f"FactorizedEmbedding: rank must be a positive integer, got {self.rank!r}")
         if not isinstance(self.n_factors, int) or self.n_factors < 2:
             raise ValueError(f"FactorizedEmbedding: n_factors must be an integer >= 2, got {self.n_factors!r}")
+
+
+LORA_LOSSES = ("lm", "forward", "reverse", "mixed")
+
+
+@dataclass(frozen=True)
+class LoRARecover(CompressionConfig):
+    """LoRA recovery fine-tuning as a recipe step (:func:`~qlite.classical.lowrank.lora.lora_recover`):
+    ``compress(model, [Magnitude(0.5), LoRARecover(r=8, steps=100)], calib=...)`` trains adapters on
+    the calibration inputs after the steps before it.
+
+    Args:
+        r, alpha, dropout: the LoRA rank, scale numerator (``alpha / r``) and dropout.
+        steps, lr: AdamW steps over the calibration inputs (cycled) and their learning rate.
+        loss: ``"lm"`` (next-token loss) or a distillation loss (``"forward"``, ``"reverse"``, ``"mixed"``)
+            against the model as it was given to ``compress`` (the uncompressed teacher).
+        targets: qualified names of the layers to adapt; ``None``: every linear layer outside ``skip``.
+        merge: fold the adapters into the base weights (refused for sparse / 4-bit bases).
+    The training's randomness comes from ``compress``'s ``seed``.
+    """
+
+    needs_calibration: ClassVar[bool] = True
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.0
+    steps: int = 100
+    lr: float = 1e-4
+    loss: str = "lm"
+    targets: tuple[str, ...] | None = None
+    merge: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        for f in ("r", "steps"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"LoRARecover: {f} must be a positive integer, got {v!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
+            raise ValueError(f"LoRARecover: alpha must be a positive number, got {self.alpha!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"LoRARecover: dropout must lie in [0, 1), got {self.dropout!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"LoRARecover: lr must be a positive number, got {self.lr!r}")
+        if self.loss not in LORA_LOSSES:
+            raise ValueError(f"LoRARecover: loss must be one of {LORA_LOSSES}, got {self.loss!r}")
+        if not isinstance(self.merge, bool):
+            raise TypeError(f"LoRARecover: merge must be True or False, got {self.merge!r}")
+        if self.targets is not None:
+            if isinstance(self.targets, str) or not all(isinstance(t, str) for t in self.targets) or not self.targets:
+                raise TypeError(f"LoRARecover: targets must be a non-empty tuple of layer names or None, "
+                                f"got {self.targets!r}")
+            object.__setattr__(self, "targets", tuple(self.targets))
+
+    @property
+    def requires_teacher(self) -> bool:
+        return self.loss != "lm"
+
+    @property
+    def name(self) -> str:
+        return f"LoRARecover(r={self.r}, {self.loss}, {self.steps} steps)"

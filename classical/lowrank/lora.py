@@ -15,11 +15,14 @@ from __future__ import annotations
 import copy
 import logging
 
+import torch
 from torch import nn
 
 from ..blocks import skipped
 from ..distillation import train_student
 from ..layers import is_linear
+from ..transform import LayerRecord, Transform, state_bytes, transform_for
+from .configs import LoRARecover
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +105,40 @@ def lora_recover(
     if merge:
         return pm.merge_and_unload(), hist
     return pm, hist
+
+
+@transform_for(LoRARecover)
+class _LoRARecover(Transform):
+    """Adapters are injected into the model ``compress`` works on (peft replaces the target layers in
+    place; the ``PeftModel`` wrapper is dropped), trained on ``calib``, and merged if asked."""
+
+    def run(self, model, calib, ctx):
+        c = self.config
+        names = list(c.targets) if c.targets is not None else lora_targets(model, c.skip)
+        if not names:
+            raise ValueError(f"{c.name}: no linear layers to attach adapters to outside skip={c.skip!r}")
+        before = {n: (state_bytes(model.get_submodule(n)), _shape(model.get_submodule(n))) for n in names}
+        teacher = None
+        if c.loss != "lm":
+            teacher = ctx.teacher
+            if teacher is None:
+                raise ValueError(f"{c.name}: loss={c.loss!r} needs the uncompressed model as teacher, which compress "
+                                 "keeps unless inplace=True; use loss='lm' or compress a copy")
+        _, hist = lora_recover(model, calib, teacher=teacher, loss=c.loss, r=c.r, alpha=c.alpha, dropout=c.dropout,
+                               targets=names, steps=c.steps, lr=c.lr, merge=c.merge, inplace=True,
+                               generator=torch.Generator().manual_seed(ctx.seed))
+        recs = []
+        for i, n in enumerate(names):
+            b, shape = before[n]
+            extra = {"lora_r": c.r, "merged": c.merge}
+            if i == 0:
+                extra.update(loss_first=hist[0], loss_last=hist[-1])
+            recs.append(LayerRecord(n, c.name, shape, b, state_bytes(model.get_submodule(n)), extra=extra))
+        return recs
+
+
+def _shape(m: nn.Module) -> tuple:
+    w = getattr(m, "weight", None)
+    if isinstance(w, torch.Tensor):
+        return tuple(w.shape)
+    return (getattr(m, "out_features", 0), getattr(m, "in_features", 0))

@@ -93,3 +93,33 @@ def test_qlora_on_a_bitsandbytes_nf4_base(tiny_llm):
     assert trainable and all("lora_" in n for n in trainable) and len(hist) == 3
     with pytest.raises(ValueError, match="sparse / 4-bit base"):
         lora_recover(q, calib, r=4, steps=1, merge=True)
+
+
+def test_lora_recovery_as_a_recipe_step_with_a_json_log(tiny_llm):
+    """LoRARecover in a recipe: adapters trained after the pruning step, distilling from the model
+    given to compress; the recipe (and so the report) round-trips through JSON."""
+    pytest.importorskip("peft")
+    from qlite.classical import CompressionConfig, LoRARecover, Magnitude, recipe_from_json, recipe_to_json
+    from qlite.classical.sparse import SparseLinear
+
+    model, calib = tiny_llm
+    recipe = [Magnitude(0.5), LoRARecover(r=4, steps=12, lr=3e-3, loss="forward")]  # as the test above
+    assert recipe_from_json(recipe_to_json(recipe)) == recipe
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    res = compress(model, recipe, calib=calib)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())  # the teacher, untouched
+    lora = [r for r in res.report.layers if r.method.startswith("LoRARecover")]
+    assert lora and lora[0].extra["loss_last"] < lora[0].extra["loss_first"]
+    assert any("lora_A" in n for n, _ in res.model.named_parameters())
+    lin = [m for m in res.model.modules() if isinstance(m, SparseLinear)]
+    assert lin and all((m.effective_weight()[~m.mask] == 0).all() for m in lin)  # still sparse
+    import json
+
+    logged = json.loads(res.report.to_json())["recipe"]  # the experiment log holds the recipe that ran
+    assert recipe_from_json(json.dumps(logged)) == recipe and CompressionConfig.from_dict(logged[1]) == recipe[1]
+    with pytest.raises(ValueError, match="loss must be one of"):
+        LoRARecover(loss="kl")
+    with pytest.raises(ValueError, match="r must be a positive integer"):
+        LoRARecover(r=0)
+    with pytest.raises(ValueError, match="needs calibration data"):
+        compress(model, LoRARecover())
