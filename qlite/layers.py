@@ -16,6 +16,7 @@ from torch import nn
 from qlite.simulators import Circuit, get_backend, reuploading_circuit
 
 TWO_PI = 2 * math.pi
+_ANSATZ = dict(spectrum_layers=2, sublayers=2, entangler="cz", encoding="rz")  # QuantumLayer's defaults
 
 
 def _tracing(x: torch.Tensor) -> bool:
@@ -40,9 +41,18 @@ class QuantumLayer(nn.Module):
         encoding: ``"rz"``, ``"rx"`` or ``"ry"``.
         backend: ``"torch"`` (native, default) or another registered backend name / instance.
         circuit: use this :class:`~qlite.simulators.Circuit` instead of the re-uploading ansatz;
-            ``weights`` is then a flat vector of ``circuit.n_weights``.
+            ``weights`` is then a flat vector of ``circuit.n_weights`` (``config`` and ``repr``
+            then describe that circuit; the ansatz arguments must be left at their defaults).
         generator: random generator for the initial angles (keyword only).
+        check_finite: refuse inputs holding nan or inf. ``None`` (default): checked where that
+            costs no device synchronisation, i.e. for CPU tensors (on CUDA the check would stall
+            the host every call; ``qlite.fit`` and ``qlite.data`` check the data where it
+            enters); ``True``: always (one synchronisation per call on CUDA); ``False``: never.
         **backend_options: passed to the backend (e.g. ``strategy="factored"``).
+
+    Inputs are angles: real tensors of any floating or integer dtype, cast to the layer's dtype
+    (float64 inputs into a float32 layer run in float32; call ``layer.double()`` for float64).
+    Complex inputs are refused.
 
     Example:
         >>> layer = QuantumLayer(4)
@@ -52,8 +62,11 @@ class QuantumLayer(nn.Module):
 
     def __init__(self, n_qubits: int | None = None, spectrum_layers: int = 2, sublayers: int = 2,
                  entangler: str = "cz", encoding: str = "rz", backend="torch", *, circuit: Circuit | None = None,
-                 generator: torch.Generator | None = None, **backend_options):
+                 generator: torch.Generator | None = None, check_finite: bool | None = None, **backend_options):
         super().__init__()
+        custom = circuit is not None
+        if check_finite not in (None, True, False):
+            raise ValueError(f"check_finite must be None (CPU tensors only), True or False, got {check_finite!r}")
         if circuit is None:
             if not isinstance(n_qubits, int) or isinstance(n_qubits, bool) or n_qubits < 1:
                 raise ValueError(f"n_qubits must be an integer >= 1, got {n_qubits!r}")
@@ -64,10 +77,21 @@ class QuantumLayer(nn.Module):
                 raise TypeError(f"circuit must be a qlite.simulators.Circuit, got {type(circuit).__name__}")
             if n_qubits is not None and n_qubits != circuit.n_qubits:
                 raise ValueError(f"n_qubits={n_qubits} but the circuit has {circuit.n_qubits}")
+            given = {k: v for k, v in (("spectrum_layers", spectrum_layers), ("sublayers", sublayers),
+                                       ("entangler", entangler), ("encoding", encoding)) if v != _ANSATZ[k]}
+            if given:
+                raise ValueError(f"{given} describe the re-uploading ansatz, but circuit= was given and is used as it "
+                                 f"is; leave them out (build the ansatz with reuploading_circuit(...) to change it)")
             shape = (circuit.n_weights,)
         self.circuit = circuit
-        self.config = dict(n_qubits=circuit.n_qubits, spectrum_layers=spectrum_layers, sublayers=sublayers,
-                           entangler=entangler, encoding=encoding)
+        self.check_finite = check_finite
+        if custom:
+            self.config = dict(n_qubits=circuit.n_qubits, circuit="custom", n_gates=len(circuit.gates),
+                               n_weights=circuit.n_weights, n_inputs=circuit.n_inputs,
+                               observables=[str(o) for o in circuit.observables])
+        else:
+            self.config = dict(n_qubits=circuit.n_qubits, spectrum_layers=spectrum_layers, sublayers=sublayers,
+                               entangler=entangler, encoding=encoding)
         self.backend = get_backend(backend, **backend_options)
         self.weights = nn.Parameter(torch.rand(shape, generator=generator) * TWO_PI)
 
@@ -95,21 +119,37 @@ class QuantumLayer(nn.Module):
                 f"QuantumLayer expects inputs of shape (..., {self.in_features}), got {tuple(x.shape)}; "
                 f"put a Linear(..., {self.in_features}) in front or use n_qubits={x.shape[-1] if x.dim() else 1}"
             )
-        if not _tracing(x) and not bool(torch.isfinite(x).all()):
+        if x.is_complex():
+            raise TypeError(f"QuantumLayer inputs are rotation angles and must be real, got {x.dtype}; "
+                            f"pass x.real or x.abs() (or encode real and imaginary parts as separate features)")
+        if self._should_check_finite(x) and not bool(torch.isfinite(x).all()):
             raise ValueError("QuantumLayer got non-finite inputs (nan or inf); check the data and the learning rate")
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features).to(self.weights.dtype)
         out = self.backend(self.circuit, self.weights.reshape(-1), flat)
         return out.reshape(*lead, self.out_features)
 
+    def _should_check_finite(self, x: torch.Tensor) -> bool:
+        if self.check_finite is False or _tracing(x):
+            return False
+        return self.check_finite is True or x.device.type == "cpu"
+
     def extra_repr(self) -> str:
         c = self.config
+        if c.get("circuit") == "custom":
+            return (f"n_qubits={c['n_qubits']}, circuit=custom ({c['n_gates']} gates, {c['n_weights']} weights, "
+                    f"{c['n_inputs']} inputs, observables={' | '.join(c['observables'])}), backend={self.backend.name!r}")
         return (f"n_qubits={c['n_qubits']}, spectrum_layers={c['spectrum_layers']}, sublayers={c['sublayers']}, "
                 f"entangler={c['entangler']!r}, encoding={c['encoding']!r}, backend={self.backend.name!r}")
 
 
 class HybridLayer(nn.Module):
-    """``Linear(in_features, n_qubits) -> BatchNorm1d(n_qubits) -> QuantumLayer(n_qubits)``."""
+    """``Linear(in_features, n_qubits) -> BatchNorm1d(n_qubits) -> QuantumLayer(n_qubits)``.
+
+    Inputs must have the model's dtype (a float64 tensor into a float32 model is refused with the
+    fix, as ``nn.Linear`` would refuse it less clearly); in train mode a batch needs at least 2
+    points (BatchNorm's statistics).
+    """
 
     def __init__(self, in_features: int, n_qubits: int, spectrum_layers: int = 2, *, generator=None, **quantum):
         super().__init__()
@@ -128,9 +168,18 @@ class HybridLayer(nn.Module):
         return self.quantum.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"HybridLayer expects a torch.Tensor, got {type(x).__name__}")
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"HybridLayer expects inputs of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        if x.dtype != self.linear.weight.dtype:
+            # the Linear would fail with a bare dtype mismatch; casting silently could hide a float64 check
+            raise TypeError(f"HybridLayer got {x.dtype} inputs but its weights are {self.linear.weight.dtype}; "
+                            f"convert the data (x.to({self.linear.weight.dtype})) or the model (model.to({x.dtype}))")
         lead = x.shape[:-1]
+        if self.training and x.numel() // self.in_features == 1:
+            raise ValueError("HybridLayer in train mode got a batch of 1 point: BatchNorm needs at least 2 to estimate "
+                             "its statistics; call model.eval() to predict single points, or train on larger batches")
         h = self.norm(self.linear(x.reshape(-1, self.in_features)))  # BatchNorm1d wants (N, C)
         return self.quantum(h).reshape(*lead, self.out_features)
 

@@ -17,7 +17,9 @@ n_obs)`` tensor in the weights' dtype on their device, with a ``name`` attribute
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 
 # name -> ("module:factory", extra to install)
 BACKENDS: dict[str, tuple[str, str | None]] = {
@@ -26,6 +28,36 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "qiskit": ("qlite.simulators.qiskit_backend:QiskitBackend", "qiskit"),
     "jax": ("qlite.simulators.jax_backend:JaxBackend", "jax"),
 }
+# factories whose **options go on to another class: its keywords are valid options too
+_FORWARDS = {"torch": "qlite.simulators.native:NativeBackend"}
+
+
+def _load(target: str):
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _keywords(factory) -> tuple[set[str], bool]:
+    """(keyword names ``factory`` takes, whether it also takes any other ``**options``)."""
+    params = inspect.signature(factory).parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def check_options(name: str, factory, options: dict) -> None:
+    """Refuse an option the backend does not take, listing the valid ones (a misspelled option
+    must not surface as a bare ``TypeError`` deep in a constructor, or be silently ignored)."""
+    names, open_ended = _keywords(factory)
+    if open_ended and name in _FORWARDS:
+        more, open_ended = _keywords(_load(_FORWARDS[name]))
+        names |= more
+    if open_ended:  # e.g. PennyLane's device options: that backend checks them itself
+        return
+    for key in options:
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown option {key!r} for backend {name!r}{hint} valid options: {sorted(names)}")
 
 
 def get_backend(name, **options):
@@ -47,9 +79,9 @@ def get_backend(name, **options):
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
     target, extra = BACKENDS[name]
-    module, attr = target.split(":")
     try:
-        factory = getattr(importlib.import_module(module), attr)
+        factory = _load(target)
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(f"backend {name!r} needs the optional extra: pip install 'qlite[{extra}]' ({err})") from err
+    check_options(name, factory, options)
     return factory(**options)

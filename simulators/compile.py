@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import measure
 from .circuit import Circuit, Gate, PauliWord
+from .measure import BASIS_CHANGE
 from .gates import two_qubit_index_map
 
 _ENCODABLE = {"RX": "X", "RY": "Y", "RZ": "Z", "PhaseShift": "Z"}
 _BEFORE = {"X": ("H",), "Y": ("Sdg", "H"), "Z": ()}  # V^dagger, in time order
 _AFTER = {"X": ("H",), "Y": ("H", "S"), "Z": ()}  # V, in time order
-_MEASURE_ROTATION = {"X": ("H",), "Y": ("Sdg", "H"), "Z": ()}
 
 
 @dataclass
@@ -165,21 +166,12 @@ def _segment(gates: list[Gate], n: int) -> Segment:
 
 
 def _group_observables(observables: tuple[PauliWord, ...]) -> list[MeasureGroup]:
-    groups: list[tuple[dict[int, str], MeasureGroup]] = []
-    for col, word in enumerate(observables):
-        for basis, grp in groups:
-            if all(basis.get(w, p) == p for w, p in word.ops):
-                basis.update(dict(word.ops))
-                grp.words.append(word)
-                grp.columns.append(col)
-                break
-        else:
-            basis = dict(word.ops)
-            groups.append((basis, MeasureGroup({}, [word], [col])))
+    """The qubit-wise commuting groups of :func:`.measure.measurement_groups` (the one grouping
+    every consumer uses), with each group's basis change per wire."""
     out = []
-    for basis, grp in groups:
-        grp.rotation = {w: _MEASURE_ROTATION[p] for w, p in basis.items() if _MEASURE_ROTATION[p]}
-        out.append(grp)
+    for g in measure.measurement_groups(observables):
+        rotation = {w: BASIS_CHANGE[p] for w, p in g.basis if BASIS_CHANGE[p]}
+        out.append(MeasureGroup(rotation, list(g.words), list(g.columns)))
     return out
 
 

@@ -169,7 +169,9 @@ class NativeBackend:
             ``"autograd"`` (plain autograd through the dense forward; a reference for tests).
         chunk: qubits per Kronecker chunk in the factored strategy (default: the two halves).
         check_memory: estimate the bytes needed before allocating and raise if they exceed what
-            the device has free.
+            the device has free. Checked on the first call for a circuit size, dtype, device and
+            mode, and again only for a larger batch: the allocator query (and, on CUDA, its
+            synchronisation) stays out of the steady-state forward.
         fused: ``"auto"`` runs the fused Triton kernels (``fused.py``) on CUDA where the circuit
             allows, ``True`` insists (also under ``TRITON_INTERPRET=1`` on a CPU), ``False`` never.
         precision: the fused kernels' matrix-product mode: ``"ieee"`` (float32), ``"tf32x3"``
@@ -205,6 +207,8 @@ class NativeBackend:
             raise ValueError(f"store_states must be 'auto', True or False, got {store_states!r}")
         self.store_states = store_states
         self._plans: dict = {}
+        self._checked: dict = {}  # (n, dtype, device, training, dense segments) -> largest batch that passed
+        self._stores: dict = {}  # (run length, n, batch, dtype, device) -> store_states="auto" decision
         self._programs: dict[Circuit, Program] = {}
         self._layouts: dict = {}
 
@@ -253,10 +257,26 @@ class NativeBackend:
                 return False
             if x.is_cuda and torch.cuda.is_current_stream_capturing():
                 return False
-            item = 16 if weights.dtype == torch.float64 else 8
-            need = len(run.ops) * (1 << run.n) * x.shape[0] * item
-            return need <= min(1 << 30, _available_bytes(x.device) // 4)
+            key = (len(run.ops), run.n, x.shape[0], weights.dtype, str(x.device))
+            store = self._stores.get(key)
+            if store is None:  # decided once per shape: no allocator query in the steady state
+                item = 16 if weights.dtype == torch.float64 else 8
+                need = len(run.ops) * (1 << run.n) * x.shape[0] * item
+                store = need <= min(1 << 30, _available_bytes(x.device) // 4)
+                if len(self._stores) > 256:  # many batch sizes (inference sweeps): keep the cache small
+                    self._stores.clear()
+                self._stores[key] = store
+            return store
         return self.store_states
+
+    def _check_memory(self, n: int, batch: int, rdtype, device, training: bool, dense_segments: int = 0) -> None:
+        """``check_memory`` on the first call for a configuration and for each larger batch (the
+        need grows with the batch): the steady-state forward makes no allocator query."""
+        key = (n, rdtype, str(device), training, dense_segments)
+        if batch <= self._checked.get(key, -1):
+            return
+        check_memory(n, batch, rdtype, device, training, dense_segments)
+        self._checked[key] = batch
 
     def state(self, circuit: Circuit, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Final states ``(B, 2**n)`` of the circuit's gates (differentiable by autograd)."""
@@ -329,10 +349,10 @@ class NativeBackend:
         training = torch.is_grad_enabled() and (weights.requires_grad or x.requires_grad)
         capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
         if self.check_memory and not capturing:  # before compiling: the program alone holds O(2**n) indices
-            check_memory(n, x.shape[0], rdtype, device, training)
+            self._check_memory(n, x.shape[0], rdtype, device, training)
         prog = self.program(circuit)
         if self.check_memory and dense and not capturing:
-            check_memory(n, x.shape[0], rdtype, device, training, len(prog.encodings))
+            self._check_memory(n, x.shape[0], rdtype, device, training, len(prog.encodings))
         lay = self._layout(prog, device, rdtype)
         chunk_mats, crz = build(lay, weights)
         tensors = [*chunk_mats, *crz]

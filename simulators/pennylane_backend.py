@@ -18,9 +18,10 @@ complex128 whatever the input dtype, lightning devices in their ``c_dtype``.
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import logging
 
+import numpy as np
 import torch
 
 from ._optional import require
@@ -42,17 +43,39 @@ def _pennylane():
     return require("pennylane", _EXTRA, "backend 'pennylane'")
 
 
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
-    """Lightning devices return Python floats for scalar expectation values, which PennyLane's torch
-    interface turns into tensors of torch's *default* dtype (float32): float64 results would lose
-    half their digits. Scope the default dtype to the weights' dtype for the call."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
+def _float64(result):
+    """Python floats in a (nested) device result as numpy float64; anything else unchanged."""
+    if isinstance(result, float):
+        return np.float64(result)
+    if isinstance(result, (tuple, list)):
+        return type(result)(_float64(r) for r in result)
+    return result
+
+
+_EXACT_CLASSES: dict[type, type] = {}
+
+
+def _exact_results(device_cls: type) -> type:
+    """``device_cls`` returning numpy float64 where it returns Python floats.
+
+    Lightning devices return Python floats for scalar expectation values, and PennyLane's torch
+    interface turns a Python float into a tensor of torch's *default* dtype (float32), so float64
+    results would lose half their digits. Converting the device's results keeps them exact without
+    touching torch's process-wide default dtype (which an earlier version flipped on every call).
+    """
+    cls = _EXACT_CLASSES.get(device_cls)
+    if cls is None:
+        def wrap(method):
+            def call(self, *args, **kwargs):
+                return _float64(getattr(super(cls, self), method)(*args, **kwargs))
+            call.__name__ = method
+            return call
+
+        methods = ("execute", "compute_derivatives", "execute_and_compute_derivatives", "compute_vjp",
+                   "execute_and_compute_vjp", "compute_jvp", "execute_and_compute_jvp")
+        cls = type(device_cls.__name__, (device_cls,), {m: wrap(m) for m in methods if hasattr(device_cls, m)})
+        _EXACT_CLASSES[device_cls] = cls
+    return cls
 
 
 class PennyLaneBackend:
@@ -86,6 +109,39 @@ class PennyLaneBackend:
         self.seed, self.device_options = seed, device_options
         self._qml = qml
         self._qnodes: dict[Circuit, tuple] = {}
+        self._device_cls = self._check_device()
+
+    def _device_kwargs(self) -> dict:
+        options = dict(self.device_options)
+        if self.seed is not None:
+            options.setdefault("seed", self.seed)
+        return options
+
+    def _check_device(self):
+        """Make the device once now, so that a misspelled device option fails here and not at the
+        first forward; returns the float64-exact class of a lightning device (or None)."""
+        qml = self._qml
+        options = self._device_kwargs()
+        try:
+            probe = qml.device(self.device_name, wires=1, **options)
+        except TypeError as err:
+            if "unexpected keyword" not in str(err):
+                raise
+            ours = sorted(p for p in inspect.signature(PennyLaneBackend.__init__).parameters if p not in ("self",
+                                                                                                       "device_options"))
+            theirs = self._device_keywords()
+            raise ValueError(f"unknown option for backend 'pennylane' with device {self.device_name!r}: {err}; valid "
+                             f"options: {ours} and the device's own {theirs}") from err
+        cls = type(probe)
+        lightning = cls.__module__.startswith("pennylane_lightning") and isinstance(probe, qml.devices.Device)
+        return _exact_results(cls) if lightning else None
+
+    def _device_keywords(self) -> list:
+        try:
+            cls = type(self._qml.device(self.device_name, wires=1))
+        except Exception:  # noqa: BLE001 - only used to word an error message
+            return []
+        return sorted(p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "wires", "kwargs"))
 
     def _ops(self, circuit: Circuit):
         qml = self._qml
@@ -115,10 +171,11 @@ class PennyLaneBackend:
         qml = self._qml
         table = self._ops(circuit)
         observables = [self._observable(o) for o in circuit.observables]
-        options = dict(self.device_options)
-        if self.seed is not None:
-            options.setdefault("seed", self.seed)
-        dev = qml.device(self.device_name, wires=circuit.n_qubits, **options)
+        options = self._device_kwargs()
+        if self._device_cls is not None:  # lightning: results kept in float64 (see _exact_results)
+            dev = self._device_cls(wires=circuit.n_qubits, **options)
+        else:
+            dev = qml.device(self.device_name, wires=circuit.n_qubits, **options)
 
         def angle(p, w, x):
             if p.source == "weight":
@@ -151,8 +208,7 @@ class PennyLaneBackend:
         validate_call(circuit, weights, x)
         x = x.to(weights.dtype)
         node, _, _ = self.qnode(circuit, weights, x)
-        with _default_dtype(weights.dtype):
-            res = node(weights, x)
+        res = node(weights, x)
         cols = [torch.as_tensor(r) for r in (res if isinstance(res, (list, tuple)) else [res])]
         cols = [c.real if c.is_complex() else c for c in cols]
         cols = [c.expand(x.shape[0]) if c.dim() == 0 else c for c in cols]  # constant (identity) columns

@@ -1,19 +1,19 @@
 """Every backend against the native one on fresh random circuits: values and gradients.
 
-Each case draws a new circuit (every gate of the description, weights / scaled inputs / constants,
-random Pauli words with the identity) from a fresh seed, printed in every failure message.
+Each case draws a random circuit (every gate of the description, weights / scaled inputs / constants,
+random Pauli words with the identity) from a fixed seed (``seeds.py``: ``QLITE_TEST_SEED`` picks
+another set, ``QLITE_TEST_WIDEN`` draws more), named in the test id and in every failure message.
 Tolerances: float64 backends agree to 1e-10 in values and 1e-8 in gradients (exact arithmetic up to
 rounding); float32 runs to 1e-5 / 1e-4 (single-precision rounding over a few dozen gates).
 """
-
-import random
 
 import pytest
 import torch
 
 from .random_circuits import grads, random_case, reference, weighted_loss
+from .seeds import case_seeds
 
-SEEDS = [random.randrange(2**31) for _ in range(3)]
+SEEDS = case_seeds("cross_backend", 3)
 TOL = {torch.float64: (1e-10, 1e-8), torch.float32: (1e-5, 1e-4)}
 
 

@@ -82,3 +82,42 @@ def test_shape_and_type_errors(name, module):
         backend(c, torch.zeros(3), torch.zeros(1, 2))
     with pytest.raises(TypeError, match="expected a qlite.simulators.Circuit"):
         backend("not a circuit", torch.zeros(3), torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("name, module, bad, hint", [
+    ("torch", "torch", "strategi", "strategy"), ("qiskit", "qiskit_aer", "shot", "shots"), ("jax", "jax", "jitt", "jit"),
+])
+def test_a_misspelled_option_lists_the_valid_ones(name, module, bad, hint):
+    pytest.importorskip(module)
+    with pytest.raises(ValueError, match=rf"unknown option '{bad}' for backend '{name}'; did you mean '{hint}'\? "
+                                         rf"valid options: \[.*'{hint}'"):
+        get_backend(name, **{bad: 1})
+
+
+@pytest.mark.parametrize("device", ["default.qubit", "lightning.qubit"])
+def test_a_misspelled_pennylane_option_fails_at_construction(device):
+    pytest.importorskip("pennylane")
+    with pytest.raises(ValueError, match=rf"unknown option for backend 'pennylane' with device '{device}'.*"
+                                         r"'diff_metod'.*valid options: \['device', 'diff_method'"):
+        get_backend("pennylane", device=device, diff_metod="adjoint")
+
+
+@pytest.mark.parametrize("device", ["default.qubit", "lightning.qubit"])
+def test_the_pennylane_backend_leaves_the_default_dtype_alone(monkeypatch, device):
+    """float64 results stay exact on lightning (which returns Python floats) without flipping torch's
+    process-wide default dtype around each call."""
+    pytest.importorskip("pennylane")
+    from qlite.simulators import reuploading_circuit
+
+    def refuse(dtype):
+        raise AssertionError(f"torch.set_default_dtype({dtype}) called by a library call")
+
+    backend = get_backend("pennylane", device=device)
+    c = reuploading_circuit(2, 1)
+    w = torch.rand(c.n_weights, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(3, 2, dtype=torch.float64)
+    monkeypatch.setattr(torch, "set_default_dtype", refuse)
+    out = backend(c, w, x)
+    out.sum().backward()
+    ref = get_backend("torch")(c, w.detach(), x)
+    assert out.dtype == torch.float64 and (out - ref).abs().max() < 1e-12

@@ -24,6 +24,7 @@ from qlite.simulators.export import (  # noqa: E402
 )
 
 from .random_circuits import random_circuit  # noqa: E402
+from .seeds import case_seeds  # noqa: E402
 
 F64 = torch.float64
 
@@ -84,7 +85,7 @@ def test_qasm3_for_one_input_and_with_input_parameters():
     assert (out[0] - layer(x[:1])[0].detach()).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("seed", [random.randrange(2**31) for _ in range(3)])
+@pytest.mark.parametrize("seed", case_seeds("export", 3))
 def test_random_circuits_with_every_gate_round_trip_exactly(seed):
     """Every gate, scaled inputs in any angle, constants, arbitrary Pauli words (in the QASM comment)."""
     circuit = random_circuit(random.Random(seed), 3, 10, n_obs=5, inputs_anywhere=True)

@@ -2,7 +2,6 @@
 against the native exact formula, shot statistics, noisy parameter-shift gradients, bad input."""
 
 import math
-import random
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from qlite.simulators.qiskit_backend import QiskitBackend  # noqa: E402
 from qlite.simulators.shots import ShotBackend  # noqa: E402
 
 from .random_circuits import random_case  # noqa: E402
+from .seeds import case_seeds  # noqa: E402
 
 W, X = Param.weight, Param.input
 
@@ -66,7 +66,7 @@ def test_measurement_basis_changes_are_noiseless_with_shots():
 
 
 def test_exact_readout_matches_native_readout():
-    circuit, w, x = random_case(random.randrange(2**31), 3, 10)
+    circuit, w, x = random_case(case_seeds("qiskit_noise_exact", 1)[0], 3, 10)
     noise = NoiseConfig(readout=(0.04, 0.09))
     ref = ShotBackend(NativeBackend(), None, noise=noise)(circuit, w, x)
     out = QiskitBackend(noise=noise)(circuit, w, x)
@@ -76,7 +76,7 @@ def test_exact_readout_matches_native_readout():
 def test_sampled_values_with_readout_error_are_unbiased():
     """Aer SamplerV2 with Aer's ReadoutError vs the exact noisy value (native formula): each
     estimate within 5 standard errors, sqrt((1 - v^2) / shots)."""
-    seed = random.randrange(2**31)
+    seed = case_seeds("qiskit_readout_sampled", 1)[0]
     circuit, w, _ = random_case(seed, 3, 10)
     x = torch.rand(1, circuit.n_inputs, dtype=torch.float64).expand(8, -1)
     shots = 4000
@@ -174,7 +174,7 @@ def test_a_user_sampler_primitive_is_used_through_the_v2_interface():
     counts path; estimates unbiased within 5 standard errors."""
     from qiskit_aer.primitives import SamplerV2
 
-    seed = random.randrange(2**31)
+    seed = case_seeds("qiskit_sampler_bridge", 1)[0]
     circuit, w, _ = random_case(seed, 3, 8)
     x = torch.rand(1, circuit.n_inputs, dtype=torch.float64).expand(16, -1)
     shots = 2000

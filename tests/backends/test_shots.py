@@ -2,7 +2,6 @@
 variance, exact readout error, straight-through gradients, and bad input."""
 
 import math
-import random
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from qlite.simulators.noise import NoiseConfig, apply_readout, readout_expansion
 from qlite.simulators.shots import ShotBackend, sample_counts
 
 from .random_circuits import random_case
+from .seeds import case_seeds
 
 
 def test_sample_counts_is_multinomial():
@@ -46,7 +46,7 @@ def test_sample_counts_reproducible_and_huge_shot_numbers():
 def test_shot_estimates_are_unbiased_with_binomial_variance():
     """One input repeated R times: each word's estimates have mean <P> and variance
     (1 - <P>^2) / shots (an average of +-1 outcomes), within 5 standard errors / 15 %."""
-    seed = random.randrange(2**31)
+    seed = case_seeds("shots_unbiased", 1)[0]
     circuit, w, _ = random_case(seed, 3, 8, dtype=torch.float64)
     x = torch.rand(1, circuit.n_inputs, dtype=torch.float64).expand(4000, -1)
     shots = 50
@@ -99,7 +99,7 @@ def test_apply_readout_matches_the_kronecker_confusion_matrix():
 def test_exact_readout_values_match_brute_force_on_rotated_probabilities():
     """readout_expansion (sub-words) against: rotate each word into Z, apply the confusion matrix
     to the full probability vector, sum signs."""
-    seed = random.randrange(2**31)
+    seed = case_seeds("readout_brute_force", 1)[0]
     circuit, w, x = random_case(seed, 3, 10, dtype=torch.float64)
     p01, p10 = 0.07, 0.2
     got = ShotBackend(NativeBackend(), None, noise=NoiseConfig(readout=(p01, p10)))(circuit, w, x)
@@ -190,3 +190,18 @@ def test_native_rejects_gate_noise_and_bad_generators():
         get_backend("torch", noise=0.1)  # without shots too
     with pytest.raises(ValueError, match="options .* were given with a backend instance"):
         get_backend(NativeBackend(), shots=10)
+
+
+def test_the_native_compiler_uses_the_one_measurement_grouping(monkeypatch):
+    """compile.py measures the groups of measure.measurement_groups (one grouping for the exact and
+    the shot paths): a different grouping there changes the compiled program."""
+    from qlite.simulators import compile as compile_module
+    from qlite.simulators import measure
+
+    words = tuple(PauliWord.parse(s) for s in ("Z0", "X1", "Z0 X1", "Y0"))
+    circuit = Circuit(2, (Gate("H", (0,)),), words)
+    prog = compile_module.compile_circuit(circuit)
+    assert [g.columns for g in prog.groups] == [list(g.columns) for g in measure.measurement_groups(words)]
+    singles = lambda obs: [measure.MeasurementGroup(tuple(w.ops), (w,), (i,)) for i, w in enumerate(obs)]
+    monkeypatch.setattr(measure, "measurement_groups", singles)
+    assert [g.columns for g in compile_module.compile_circuit(circuit).groups] == [[0], [1], [2], [3]]

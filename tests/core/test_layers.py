@@ -156,3 +156,103 @@ def test_stored_and_recomputed_backward_agree(strategy):
         grads.append(torch.autograd.grad((out * torch.arange(1.0, 6.0, dtype=torch.float64)).sum(), (w, x)))
     for a, b in zip(*grads):
         assert (a - b).abs().max() < 1e-12
+
+
+# ---- the steady-state forward: no allocator query, non-finite check where it costs nothing -----
+
+def test_memory_is_checked_once_per_configuration_and_larger_batch(monkeypatch):
+    """The allocator query (a host synchronisation on CUDA) runs on the first call for a shape and
+    again only for a larger batch, not on every forward."""
+    from qlite.simulators import native
+
+    calls = []
+    real = native._available_bytes
+    monkeypatch.setattr(native, "_available_bytes", lambda device: calls.append(str(device)) or real(device))
+    layer = QuantumLayer(3, strategy="factored")
+    x = torch.rand(16, 3)
+    layer(x).sum().backward()
+    layer(x[:8]).sum().backward()  # the memory check of batch 16 covers it; the store decision is per shape
+    first = len(calls)
+    assert first >= 1
+    for _ in range(3):
+        layer(x).sum().backward()
+        layer(x[:8]).sum().backward()
+    assert len(calls) == first
+    layer(torch.rand(32, 3)).sum().backward()
+    assert len(calls) > first
+
+
+def test_check_finite_modes():
+    x = torch.zeros(3, 2)
+    x[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        QuantumLayer(2, check_finite=True)(x)
+    out = QuantumLayer(2, check_finite=False)(x)  # the caller validated its data (qlite.fit does)
+    assert torch.isnan(out[0]).all() and torch.isfinite(out[1:]).all()
+    with pytest.raises(ValueError, match="check_finite must be None"):
+        QuantumLayer(2, check_finite="yes")
+
+
+def test_the_default_checks_only_cpu_tensors():
+    layer = QuantumLayer(2)
+    cpu = torch.zeros(1, 2)
+    assert layer._should_check_finite(cpu)
+    meta = torch.empty(1, 2, device="meta")  # stands in for a device tensor: checking it would synchronise
+    assert not layer._should_check_finite(meta)
+    assert QuantumLayer(2, check_finite=True)._should_check_finite(meta)
+
+
+# ---- issue 15: bad input that was unclear or silently wrong ------------------------------------
+
+def test_complex_input_is_a_type_error():
+    with pytest.raises(TypeError, match="must be real, got torch.complex64"):
+        QuantumLayer(2)(torch.zeros(3, 2, dtype=torch.complex64))
+
+
+def test_float64_input_into_a_float32_quantum_layer_is_cast():
+    """Documented: angles are cast to the layer's dtype (and the result has the layer's dtype)."""
+    layer = QuantumLayer(2, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(4, 2, dtype=torch.float64)
+    out = layer(x)
+    assert out.dtype == torch.float32 and torch.equal(out, layer(x.float()))
+
+
+def test_float64_input_into_a_float32_hybrid_model_names_the_fix():
+    model = QIREN(2, 1, hidden_layers=0)
+    with pytest.raises(TypeError, match=r"got torch.float64 inputs but its weights are torch.float32.*model.to"):
+        model(torch.rand(4, 2, dtype=torch.float64))
+    assert model.double()(torch.rand(4, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_a_batch_of_one_in_train_mode_is_a_clear_error():
+    model = QIREN(2, 1, hidden_layers=0)
+    with pytest.raises(ValueError, match="batch of 1 point.*model.eval()"):
+        model(torch.rand(1, 2))
+    with pytest.raises(ValueError, match="batch of 1 point"):
+        model(torch.rand(1, 1, 2))
+    assert model.eval()(torch.rand(1, 2)).shape == (1, 1)
+    with pytest.raises(TypeError, match="HybridLayer expects a torch.Tensor"):
+        HybridLayer(2, 2)([[0.0, 1.0]])
+
+
+def test_config_and_repr_describe_a_given_circuit():
+    from qlite.simulators import Circuit, Gate, Param, PauliWord
+
+    c = Circuit(2, (Gate("RX", (0,), (Param.input(0),)), Gate("RY", (1,), (Param.weight(0),)), Gate("CNOT", (0, 1))),
+                (PauliWord.parse("Z0 Z1"), PauliWord.z(1)))
+    layer = QuantumLayer(circuit=c)
+    assert layer.config == dict(n_qubits=2, circuit="custom", n_gates=3, n_weights=1, n_inputs=1,
+                                observables=["Z0 Z1", "Z1"])
+    text = repr(layer)
+    assert "circuit=custom (3 gates, 1 weights, 1 inputs, observables=Z0 Z1 | Z1)" in text
+    assert "spectrum_layers" not in text and "entangler" not in text
+    with pytest.raises(ValueError, match=r"\{'sublayers': 3\} describe the re-uploading ansatz"):
+        QuantumLayer(circuit=c, sublayers=3)
+    ansatz = QuantumLayer(3, 1, 1, "cnot", "ry")
+    assert ansatz.config == dict(n_qubits=3, spectrum_layers=1, sublayers=1, entangler="cnot", encoding="ry")
+
+
+def test_a_misspelled_backend_option_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown option 'strategi' for backend 'torch'.*did you mean 'strategy'.*"
+                                         r"valid options: .*'store_states'"):
+        QuantumLayer(2, strategi="dense")

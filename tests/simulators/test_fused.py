@@ -35,18 +35,35 @@ def test_fused_matches_unfused_values_and_gradients(n, layers, sub, batch):
     assert (gx - gx_ref).abs().max() < 1e-4
 
 
-def test_non_uniform_circuits_fall_back_or_refuse():
+def test_non_uniform_circuits_fall_back_or_refuse(monkeypatch):
+    """Where the fused kernels could run (forced eligible here, as on a GPU), a circuit they cannot
+    run takes the unfused path with the same values and gradients; a uniform one does reach the
+    kernels (so the check is not vacuous); fused=True refuses with the reason."""
     c = reuploading_circuit(8, 1, 1, "cnot", "rz")  # a CNOT ring is a permutation: not fused
-    w = torch.rand(c.n_weights)
-    x = torch.randn(3, 8)
+    uniform = reuploading_circuit(8, 1, 1, "cz", "rz")
+    w = torch.rand(c.n_weights, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
     lay_ops = NativeBackend(strategy="factored")
-    run = lay_ops._prepare(c, w, x, strategy="factored")[0]
+    run = lay_ops._prepare(c, w, x, strategy="factored", fold_diagonals=False)[0]
     assert fused.plan(run.c, run.ops, 8, w.device) is None
+    run_u = lay_ops._prepare(uniform, w, x, strategy="factored", fold_diagonals=False)[0]
+    assert fused.plan(run_u.c, run_u.ops, 8, w.device) is not None
+
+    calls = []
+    real = fused.expvals
+    monkeypatch.setattr(fused, "expvals", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(NativeBackend, "_fused_eligible", lambda self, circuit, weights: True)
     ref = NativeBackend(fused=False)(c, w, x)
-    assert torch.allclose(NativeBackend(fused="auto")(c, w, x), ref)
+    (g_ref,) = torch.autograd.grad((ref * torch.arange(8.0)).sum(), w)
+    out = NativeBackend(fused="auto")(c, w, x)
+    (g,) = torch.autograd.grad((out * torch.arange(8.0)).sum(), w)
+    assert not calls  # fell back: the kernels were not asked to run it
+    assert (out - ref).abs().max() < 1e-6 and (g - g_ref).abs().max() < 1e-5
     if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
         with pytest.raises(ValueError, match="not a uniform re-uploading program"):
             NativeBackend(fused=True)(c.__class__(c.n_qubits, c.gates, c.observables), w, x)
+        NativeBackend(fused="auto")(uniform, w.detach(), x)
+        assert calls  # the uniform circuit does reach the fused kernels
 
 
 def test_bad_fused_options():
