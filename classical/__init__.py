@@ -23,11 +23,15 @@ def __getattr__(name):
         from . import evaluation as _ev
 
         return getattr(_ev, name)
-    if name in ("distill", "kd_loss", "SinkCache", "H2OCache", "scoring_attention", "lora_recover"):
+    if name in ("distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention", "lora_recover"):
         from . import distillation as _d, kvcache as _kv
         from .lowrank import lora as _lora
 
         return getattr(next(m for m in (_d, _kv, _lora) if hasattr(m, name)), name)
+    if name in ("export_torchao", "export_bitsandbytes", "torchao_configs"):
+        from . import export as _x
+
+        return getattr(_x, name)
     if name in ("load_causal_lm", "smollm2_gguf_path"):
         from . import models as _m
 
@@ -41,6 +45,6 @@ __all__ = [
     "AngleQuant", "QuantizedLinear", "Blocks", "find_blocks", "linear_layers", "LayerRecord", "LinearTransform",
     "Transform", "state_bytes", "transform_for", "evaluate", "load_causal_lm", "smollm2_gguf_path",
     "Magnitude", "Wanda", "SparseGPT", "NMPattern", "StructuredPrune", "SparseLinear", "LowRank", "LoRARecover", "FactorizedEmbedding",
-    "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "SinkCache", "H2OCache", "scoring_attention",
-    "lora_recover",
+    "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention",
+    "lora_recover", "export_torchao", "export_bitsandbytes", "torchao_configs",
 ]

@@ -1,9 +1,9 @@
 """KV-cache compression usable with transformers' ``generate``: attention sinks (StreamingLLM) and
 heavy-hitter eviction (H2O).
 
-* :class:`SinkCache` (Xiao et al. 2023, "Efficient Streaming Language Models with Attention Sinks"):
+* :func:`sink_cache` (Xiao et al. 2023, "Efficient Streaming Language Models with Attention Sinks"):
   keep the first ``sinks`` tokens (the attention sinks) and the most recent ``budget - sinks``.
-* :class:`H2OCache` (Zhang et al. 2023, "H2O: Heavy-Hitter Oracle", Alg. 1): keep the ``recent`` most
+* :func:`h2o_cache` (Zhang et al. 2023, "H2O: Heavy-Hitter Oracle", Alg. 1): keep the ``recent`` most
   recent tokens plus the ``budget - recent`` earlier tokens with the largest *accumulated* attention
   score (the sum, over every query so far, of the softmax probability it gave the token). Scores and
   evictions are per key/value head; with grouped-query attention a key/value head's score is the sum
@@ -23,7 +23,7 @@ reaches the attention function through the attention module it was passed to (a 
 records it for the duration of that call), so no thread-local or global state is involved. Sinks need no
 scores and work with any attention implementation. Example::
 
-    cache = H2OCache(budget=256, recent=128)
+    cache = h2o_cache(budget=256, recent=128)
     with scoring_attention(model):
         out = model.generate(ids, past_key_values=cache, max_new_tokens=64)
 """
@@ -124,7 +124,7 @@ def _layers():
         def update(self, key_states, value_states, *args, **kwargs):
             if self._returned is not None:
                 raise RuntimeError(
-                    "H2OCache got no attention scores for the previous step: run the model inside "
+                    "the h2o_cache got no attention scores for the previous step: run the model inside "
                     "qlite.classical.kvcache.scoring_attention(model) so the scores reach the cache"
                 )
             if not self.is_initialized:
@@ -174,7 +174,9 @@ def _layers():
     return Cache, SinkLayer, H2OLayer
 
 
-def SinkCache(budget: int, sinks: int = 4):
+# Lower-case factories, not classes: the transformers Cache they build is imported only when called
+# (importing qlite.classical must not import transformers).
+def sink_cache(budget: int, sinks: int = 4):
     """A transformers ``Cache`` keeping ``sinks`` first tokens + the ``budget - sinks`` most recent, per layer.
 
     Raises:
@@ -187,7 +189,7 @@ def SinkCache(budget: int, sinks: int = 4):
     return c
 
 
-def H2OCache(budget: int, recent: int | None = None):
+def h2o_cache(budget: int, recent: int | None = None):
     """A transformers ``Cache`` keeping the ``recent`` most recent tokens + the ``budget - recent``
     heavy hitters, per layer and key/value head. ``recent`` defaults to ``budget // 2`` (H2O's equal
     split of heavy-hitter and recent budgets). Use the model inside :func:`scoring_attention`.
@@ -236,7 +238,7 @@ def _register() -> None:
 
 @contextlib.contextmanager
 def scoring_attention(model: nn.Module):
-    """Run ``model`` with attention that reports its probabilities to an :class:`H2OCache` (eager math;
+    """Run ``model`` with attention that reports its probabilities to an :func:`h2o_cache` (eager math;
     outputs equal eager attention's). The model's attention implementation is restored on exit."""
     require_attention(model, "scoring_attention")
     _require_transformers()

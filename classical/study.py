@@ -14,7 +14,7 @@ from torch import nn
 
 from .benchmark import Suite
 from .evaluation import machine_info, results_markdown, write_json
-from .kvcache import H2OCache, SinkCache, streaming_perplexity
+from .kvcache import h2o_cache, sink_cache, streaming_perplexity
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def kv_cache_rows(model: nn.Module, tokens: torch.Tensor, *, seqlen: int, n_wind
     plans = [("full cache", None, None)]
     for b in budgets:
         n = int(b * seqlen)
-        plans += [(f"H2O {b:.0%}", lambda n=n: H2OCache(n), n), (f"sinks {b:.0%}", lambda n=n: SinkCache(n, sinks=sinks), n)]
+        plans += [(f"H2O {b:.0%}", lambda n=n: h2o_cache(n), n), (f"sinks {b:.0%}", lambda n=n: sink_cache(n, sinks=sinks), n)]
     rows = []
     for label, make, n in plans:
         t0 = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from qlite.classical.kvcache import H2OCache, SinkCache, cache_kwarg, cache_bytes, scoring_attention, streaming_nll
+from qlite.classical.kvcache import h2o_cache, sink_cache, cache_kwarg, cache_bytes, scoring_attention, streaming_nll
 
 
 def _kv(positions, heads=2, dim=4):
@@ -20,7 +20,7 @@ def _positions(layer):
 
 
 def test_sink_cache_keeps_the_sinks_and_the_recent_window():
-    cache = SinkCache(budget=6, sinks=2)
+    cache = sink_cache(budget=6, sinks=2)
     k, v = cache.update(*_kv(range(4)), 0)
     assert k.shape[-2] == 4
     for t in range(4, 12):
@@ -33,7 +33,7 @@ def test_sink_cache_keeps_the_sinks_and_the_recent_window():
 
 
 def test_h2o_cache_keeps_the_recent_window_and_the_heaviest_accumulated_scores():
-    cache = H2OCache(budget=4, recent=2)
+    cache = h2o_cache(budget=4, recent=2)
     layer_idx = 0
     rng = torch.Generator().manual_seed(0)
     acc = {h: {} for h in range(2)}  # hand bookkeeping: accumulated score of every kept position per kv head
@@ -56,7 +56,7 @@ def test_h2o_cache_keeps_the_recent_window_and_the_heaviest_accumulated_scores()
         torch.testing.assert_close(layer.scores[0], torch.tensor([[acc[h][p] for p in kept[h]] for h in range(2)]))
 
 
-@pytest.mark.parametrize("make", [lambda: SinkCache(64, sinks=4), lambda: H2OCache(64, recent=8)], ids=["sinks", "h2o"])
+@pytest.mark.parametrize("make", [lambda: sink_cache(64, sinks=4), lambda: h2o_cache(64, recent=8)], ids=["sinks", "h2o"])
 def test_budget_covering_the_window_matches_the_full_forward(tiny_llm, make):
     model, _ = tiny_llm
     g = torch.Generator().manual_seed(3)
@@ -75,7 +75,7 @@ def test_small_budgets_evict_and_hold_the_cache_at_the_budget(tiny_llm):
     model, _ = tiny_llm
     ids = torch.randint(0, 64, (1, 48), generator=torch.Generator().manual_seed(4))
     full = streaming_nll(model, ids, None, prefill=47)
-    for cache in (SinkCache(12, sinks=2), H2OCache(12)):
+    for cache in (sink_cache(12, sinks=2), h2o_cache(12)):
         r = streaming_nll(model, ids, cache)
         assert r["cache_tokens"] == 12  # measured between steps: the budget
         assert cache.layers[0].keys.shape[-2] == 12 and r["nll"] != pytest.approx(full["nll"], rel=1e-6)
@@ -88,17 +88,17 @@ def test_generate_with_compressed_caches(tiny_llm):
     x = torch.randint(0, 64, (1, 10), generator=torch.Generator().manual_seed(5))
     gen = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False)
     ref = model.generate(x, **gen)
-    big = model.generate(x, **gen, **{kw: SinkCache(64, sinks=4)})
+    big = model.generate(x, **gen, **{kw: sink_cache(64, sinks=4)})
     assert torch.equal(big, ref)
     with scoring_attention(model):
-        h = model.generate(x, **gen, **{kw: H2OCache(64)})
+        h = model.generate(x, **gen, **{kw: h2o_cache(64)})
     assert torch.equal(h, ref)
     assert model.config._attn_implementation != "qlite_scoring"  # restored
-    small = SinkCache(6, sinks=2)
+    small = sink_cache(6, sinks=2)
     out = model.generate(x, **gen, **{kw: small})
     assert out.shape == (1, 18) and small.layers[0].keys.shape[-2] == 6
     with scoring_attention(model):
-        hc = H2OCache(6)
+        hc = h2o_cache(6)
         out = model.generate(x, **gen, **{kw: hc})
     assert out.shape == (1, 18) and hc.layers[0].keys.shape[-2] == 6
 
@@ -107,7 +107,7 @@ def test_h2o_scores_follow_their_beams_and_caches_work_after_low_rank(tiny_llm):
     from qlite.classical import LowRank, compress
 
     model, (x, *_) = tiny_llm
-    cache = H2OCache(8)
+    cache = h2o_cache(8)
     kw = cache_kwarg(model)
     with scoring_attention(model):
         model(x.expand(2, -1)[:, :6], use_cache=True, **{kw: cache})
@@ -119,18 +119,18 @@ def test_h2o_scores_follow_their_beams_and_caches_work_after_low_rank(tiny_llm):
     # a low-rank model still has attention the caches can read
     low = compress(model, LowRank(0.3)).model
     with scoring_attention(low):
-        out = low.generate(x, max_new_tokens=3, do_sample=False, **{kw: H2OCache(6)})
+        out = low.generate(x, max_new_tokens=3, do_sample=False, **{kw: h2o_cache(6)})
     assert out.shape == (1, x.shape[1] + 3)
 
 
 def test_bad_input(tiny_llm):
     model, _ = tiny_llm
     with pytest.raises(ValueError, match="budget 3 is smaller than the sink count"):
-        SinkCache(3, sinks=4)
+        sink_cache(3, sinks=4)
     with pytest.raises(ValueError, match="smaller than the recent window"):
-        H2OCache(4, recent=6)
+        h2o_cache(4, recent=6)
     with pytest.raises(ValueError, match="positive number of tokens"):
-        SinkCache(0)
+        sink_cache(0)
     with pytest.raises(ValueError, match="has no attention modules"):
         with scoring_attention(nn.Sequential(nn.Linear(3, 3))):
             pass
@@ -138,7 +138,7 @@ def test_bad_input(tiny_llm):
         streaming_nll(nn.Sequential(nn.Linear(3, 3)), torch.zeros(1, 4, dtype=torch.long))
     # H2O outside scoring_attention: the scores never arrive, and the cache says how to fix it.
     ids = torch.randint(0, 64, (1, 6))
-    cache = H2OCache(8)
+    cache = h2o_cache(8)
     kw = cache_kwarg(model)
     model(ids, use_cache=True, **{kw: cache})
     with pytest.raises(RuntimeError, match="scoring_attention"):
@@ -154,7 +154,7 @@ def test_h2o_scores_reach_the_cache_without_a_side_channel(tiny_llm):
     model, (x, *_) = tiny_llm
     attn = [m for n, m in model.named_modules() if n.endswith("self_attn")]
     hooks = [(len(m._forward_pre_hooks), len(m._forward_hooks)) for m in attn]
-    cache = H2OCache(8)
+    cache = h2o_cache(8)
     with scoring_attention(model):
         model(x[:, :10], use_cache=True, **{cache_kwarg(model): cache})
     assert [(len(m._forward_pre_hooks), len(m._forward_hooks)) for m in attn] == hooks
@@ -165,3 +165,15 @@ def test_h2o_scores_reach_the_cache_without_a_side_channel(tiny_llm):
     # 20 per key/value head, less what the two evicted tokens had collected
     total = layer.scores.sum(-1)
     assert (total <= 20 + 1e-4).all() and (total > 10).all()
+
+
+def test_cache_factories_have_lower_case_names():
+    """They build a transformers Cache, they are not classes: the names say so (issue 15)."""
+    import inspect
+
+    import qlite.classical as qc
+
+    assert inspect.isfunction(qc.sink_cache) and inspect.isfunction(qc.h2o_cache)
+    for old in ("SinkCache", "H2OCache"):
+        with pytest.raises(AttributeError):
+            getattr(qc, old)

@@ -46,15 +46,15 @@ def test_smollm2_gqa_expansion_is_exact_and_mqa_keeps_the_caller_model(model_tok
 
 
 def test_smollm2_compressed_caches_match_the_full_cache_when_the_budget_covers_the_window(model_tok, wiki):
-    from qlite.classical.kvcache import H2OCache, SinkCache, streaming_nll
+    from qlite.classical.kvcache import h2o_cache, sink_cache, streaming_nll
 
     model, _ = model_tok
     _, ev = wiki
     ids = ev[:48].reshape(1, -1)
     full = streaming_nll(model, ids, None, prefill=47)["nll"]
-    for cache in (SinkCache(64, sinks=4), H2OCache(64)):
+    for cache in (sink_cache(64, sinks=4), h2o_cache(64)):
         assert streaming_nll(model, ids, cache, prefill=8)["nll"] == pytest.approx(full, rel=1e-4)
-    r = streaming_nll(model, ids, H2OCache(16), prefill=8)
+    r = streaming_nll(model, ids, h2o_cache(16), prefill=8)
     assert r["cache_tokens"] == 16 and r["nll"] > full - 0.5
 
 
