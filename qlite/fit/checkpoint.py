@@ -2,9 +2,16 @@
 
 A checkpoint directory holds ``checkpoint.json`` and one ``weights-<epoch>-<n>.safetensors``. Each
 file is written under a temporary name, flushed, fsync-ed and renamed into place; the JSON, which
-names the weights file and its SHA-256, is renamed last. A crash at any moment therefore leaves the
-previous complete checkpoint readable (the previous weights file is deleted only after the new
-JSON is in place; a crash can leave an unreferenced weights file behind, never a broken checkpoint).
+names the weights file and its SHA-256, is renamed last. A crash at any moment (``kill -9``
+included) therefore leaves the previous complete checkpoint readable: the previous weights file is
+deleted only after the new JSON is in place. What an interrupted save can leave behind (a
+temporary file, or a weights file no index names yet) is removed by the next save: qlite weights
+files are recognised by the ``format`` entry of their safetensors header, so a user's file that only
+looks like ours is left alone.
+
+Integrity: the JSON carries ``sha256`` (of the weights file) and ``index_sha256`` (of the JSON's own
+content, canonical form without that field); an edited epoch, learning rate or history is refused
+on loading instead of being used silently.
 
 The weights file holds the model's ``state_dict`` (``model.<name>``), the optimiser's tensor state
 (``optim.<param>.<name>``) and RNG states (``rng.<name>``, uint8). The JSON holds the format
@@ -145,11 +152,44 @@ def save_checkpoint(directory, *, epoch: int, model: torch.nn.Module, optimizer:
     _atomic_write(weights, lambda tmp: st.save_file(tensors, tmp, metadata={"format": FORMAT, "epoch": str(epoch)}))
     index = {"format": FORMAT, "version": VERSION, "epoch": epoch, "weights": name, "sha256": _sha256(weights),
              "model_class": type(model).__name__, "optimizer": opt_meta, **info}
-    text = json.dumps(index, indent=1, default=_json_default)
+    index = json.loads(json.dumps(index, default=_json_default))  # the form a reader sees (tuples -> lists, ...)
+    index["index_sha256"] = _index_hash(index)
+    text = json.dumps(index, indent=1)
     _atomic_write(directory / INDEX, lambda tmp: Path(tmp).write_text(text))
     if previous and previous != name and Path(previous).name == previous:
         (directory / previous).unlink(missing_ok=True)
+    _remove_stale(directory, keep=name)
     return directory / INDEX
+
+
+def _index_hash(index: dict) -> str:
+    body = {k: v for k, v in index.items() if k != "index_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _is_qlite_weights(path: Path) -> bool:
+    """A safetensors file whose header metadata says it is a qlite checkpoint's weights."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 100_000_000:
+                return False
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return False
+    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == FORMAT
+
+
+def _remove_stale(directory: Path, keep: str) -> None:
+    """Delete what interrupted saves left: our temporary files and qlite weights files that the
+    index (just written, naming ``keep``) does not name."""
+    for p in directory.glob(".weights-*.tmp"):
+        p.unlink(missing_ok=True)
+    for p in directory.glob(f".{INDEX}.*.tmp"):
+        p.unlink(missing_ok=True)
+    for p in directory.glob("weights-*.safetensors"):
+        if p.name != keep and _is_qlite_weights(p):
+            p.unlink(missing_ok=True)
 
 
 def _json_default(obj):
@@ -178,6 +218,15 @@ def read_index(directory) -> dict[str, Any]:
         raise ValueError(f"{str(path)!r} is not a qlite checkpoint (format {info.get('format') if isinstance(info, dict) else None!r})")
     if info.get("version") != VERSION:
         raise ValueError(f"checkpoint {str(path)!r} has version {info.get('version')!r}; this qlite reads version {VERSION}")
+    if "index_sha256" not in info:
+        raise ValueError(f"checkpoint index {str(path)!r} has no integrity hash (index_sha256): it was written by an "
+                         "older qlite or edited by hand; start a new run (its settings cannot be trusted)")
+    if _index_hash(info) != info["index_sha256"]:
+        raise ValueError(f"checkpoint index {str(path)!r} does not match its index_sha256: it was edited or is corrupt "
+                         "(a changed epoch, lr or history would be used silently); restore it or start a new run")
+    for key in ("weights", "sha256", "epoch"):
+        if key not in info:
+            raise ValueError(f"checkpoint index {str(path)!r} lacks the {key!r} field; it is not a complete qlite checkpoint")
     return info
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 
 import torch
@@ -127,3 +128,91 @@ def frozen_fingerprint(model: nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+# -- guards shared by the loops ----------------------------------------------------------------
+def check_schedule_extension(stored: dict, cfg: FitConfig, stored_total: int, total: int, unit: str) -> None:
+    """A resumed run must keep the learning-rate schedule it started with: a cosine planned over
+    ``stored_total`` epochs (steps) cannot be stretched to ``total`` without changing the rates
+    already used, so that (and a change of schedule) is refused with the reason."""
+    old = stored.get("schedule", "constant")
+    if old != cfg.schedule:
+        raise ValueError(f"this run was trained with schedule={old!r}; it cannot continue with schedule={cfg.schedule!r} "
+                         "(start a new run for another schedule)")
+    if cfg.schedule != "constant" and stored_total != total:
+        raise ValueError(f"the {cfg.schedule} learning-rate schedule of this run was planned over {stored_total} {unit}s; "
+                         f"continuing it to {total} would restart the decay (the rates already used belong to the "
+                         f"{stored_total}-{unit} plan). Resume with the same total to finish it, or start a new run")
+
+
+class DivergenceGuard:
+    """Raises ``FloatingPointError`` when the loss is not finite, or when it has stayed above
+    ``factor`` x the first loss for ``patience`` consecutive epochs / steps (or for every one after
+    the first in a run shorter than that)."""
+
+    def __init__(self, cfg: FitConfig, total: int, unit: str, history_loss: list[float]):
+        self.factor, self.unit, self.lr = cfg.divergence_factor, unit, cfg.lr
+        self.need = max(1, min(cfg.divergence_patience, total - 1))
+        self.ref = history_loss[0] if history_loss else None
+        self.count = 0
+        if self.ref is not None and self.factor is not None:  # a resumed run keeps its streak
+            for v in reversed(history_loss[1:]):
+                if v <= self.factor * self.ref:
+                    break
+                self.count += 1
+
+    def check(self, loss: float, index: int) -> None:
+        """``index``: the 1-based epoch / step that produced ``loss``."""
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss} at {self.unit} {index}; lower the learning rate "
+                                     f"(lr={self.lr}); the last checkpoint written is kept")
+        if self.ref is None:
+            self.ref = loss
+            return
+        if self.factor is None or self.ref <= 0:
+            return
+        self.count = self.count + 1 if loss > self.factor * self.ref else 0
+        if self.count >= self.need:
+            raise FloatingPointError(
+                f"training diverged: the loss ({loss:.4g} at {self.unit} {index}) has stayed above {self.factor:g}x the "
+                f"first {self.unit}'s ({self.ref:.4g}) for {self.count} {self.unit}s; lower the learning rate "
+                f"(lr={self.lr}); the last checkpoint written is kept (divergence_factor=None turns this check off)")
+
+
+def check_writable(directory) -> None:
+    """Create ``directory`` and prove a file can be written there, before any training (an
+    unwritable checkpoint directory must not surface after the last epoch)."""
+    import tempfile
+    from pathlib import Path
+
+    if directory is None:
+        return
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".qlite-write-check-", suffix=".tmp"):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write checkpoints to {str(path)!r}: {err}; choose a writable directory") from None
+
+
+class SaveClock:
+    """When to write a periodic checkpoint: every ``checkpoint_every`` epochs / steps and, with
+    ``checkpoint_seconds``, whenever that much training time has passed since the last save
+    (``now``: training seconds so far, those of a resumed run included). Under ``torchrun`` the
+    ranks agree through an all-reduce of the time test, since every rank meets the barrier after a save."""
+
+    def __init__(self, cfg: FitConfig, ctx, device: torch.device, now: float):
+        self.every, self.seconds, self.ctx, self.device, self.last = cfg.checkpoint_every, cfg.checkpoint_seconds, ctx, device, now
+
+    def due(self, done: int, total: int, now: float) -> bool:
+        if done >= total:  # the final save happens anyway
+            return False
+        due = bool(self.every) and done % self.every == 0
+        if self.seconds:
+            late = torch.tensor([1.0 if now - self.last >= self.seconds else 0.0], device=self.device)
+            ddp.all_reduce_sum(late, self.ctx)
+            due = due or bool(late.item() > 0)
+        if due:
+            self.last = now
+        return due

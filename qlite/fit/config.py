@@ -39,6 +39,14 @@ class FitConfig:
             ``checkpoint_every`` counts steps.
         eval_every: text only: also report validation perplexity every this many steps (0: only
             at the end).
+        checkpoint_seconds: with a checkpoint directory, also save when this many seconds of
+            training have passed since the last save (``None``: only ``checkpoint_every``); resuming
+            from any checkpoint gives the same run, so when the saves happen changes no result.
+        divergence_factor, divergence_patience: stop (``FloatingPointError``) when the training loss
+            stays above ``divergence_factor`` times the first epoch's (step's, for text) loss for
+            ``divergence_patience`` epochs (steps) in a row, or for every epoch after the first
+            when the run is shorter; ``divergence_factor=None`` turns the check off (nan and inf
+            always stop a run).
     """
 
     epochs: int = 300
@@ -55,6 +63,9 @@ class FitConfig:
     progress: bool | None = None
     max_steps: int | None = None
     eval_every: int = 0
+    checkpoint_seconds: float | None = None
+    divergence_factor: float | None = 100.0
+    divergence_patience: int = 10
 
     def __post_init__(self):
         def is_int(v):
@@ -88,6 +99,14 @@ class FitConfig:
             raise ValueError(f"max_steps must be None or a non-negative int, got {self.max_steps!r}")
         if not is_int(self.eval_every) or self.eval_every < 0:
             raise ValueError(f"eval_every must be a non-negative int (0: evaluate only at the end), got {self.eval_every!r}")
+        for name in ("checkpoint_seconds", "divergence_factor"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0):
+                raise ValueError(f"{name} must be None or a positive number, got {v!r}")
+        if self.divergence_factor is not None and self.divergence_factor <= 1:
+            raise ValueError(f"divergence_factor must exceed 1 (a loss this many times its start), got {self.divergence_factor!r}")
+        if not is_int(self.divergence_patience) or self.divergence_patience < 1:
+            raise ValueError(f"divergence_patience must be a positive int, got {self.divergence_patience!r}")
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ValueError(f"progress must be True, False or None (auto), got {self.progress!r}")
 

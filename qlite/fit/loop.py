@@ -16,7 +16,20 @@ from ..runtime import tune_cpu_allocator
 from . import checkpoint as ckpt_io
 from . import distributed as ddp
 from .batchnorm import recompute_batchnorm
-from .common import build_config, check_info, model_dtype, model_device, open_checkpoint, restore_rng, rng_state, setup_device
+from .common import (
+    DivergenceGuard,
+    SaveClock,
+    build_config,
+    check_info,
+    check_schedule_extension,
+    check_writable,
+    model_device,
+    model_dtype,
+    open_checkpoint,
+    restore_rng,
+    rng_state,
+    setup_device,
+)
 from .config import FitConfig, FitResult
 from .device import Progress, progress_enabled
 from .metrics import signal_metrics
@@ -111,7 +124,8 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
         ValueError: bad options (non-positive lr, negative epochs, ...), an existing checkpoint
             without ``resume``, a checkpoint of another model or other data, a model whose output
             does not match the values.
-        FloatingPointError: the loss became nan or inf (lower the learning rate).
+        FloatingPointError: the loss became nan or inf, or diverged (see
+            ``FitConfig.divergence_factor``): lower the learning rate.
 
     Example:
         >>> from qlite import QIREN, data
@@ -140,9 +154,16 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
     for name in ("batch_size", "eval_batch_size"):
         if getattr(cfg, name) == 1:
             raise ValueError(f"{name} must be None (all points) or an int >= 2 (BatchNorm needs two points), got 1")
-    if checkpoint is not None and checkpoint.info["epoch"] > cfg.epochs:
-        raise ValueError(f"the checkpoint is already at epoch {checkpoint.info['epoch']}, beyond epochs={cfg.epochs}; "
-                         f"ask for at least {checkpoint.info['epoch']} epochs in total")
+    if checkpoint is not None:
+        if checkpoint.info["epoch"] > cfg.epochs:
+            raise ValueError(f"the checkpoint is already at epoch {checkpoint.info['epoch']}, beyond epochs={cfg.epochs}; "
+                             f"ask for at least {checkpoint.info['epoch']} epochs in total")
+        stored = checkpoint.info["config"]
+        check_schedule_extension(stored, cfg, int(stored.get("epochs", cfg.epochs)), cfg.epochs, "epoch")
+    if eval_data is not None and (eval_data.in_features, eval_data.out_features) != (data.in_features, data.out_features):
+        raise ValueError(f"eval_data has {eval_data.in_features} coordinates and {eval_data.out_features} channels per "
+                         f"point but data has {data.in_features} and {data.out_features}; pass a signal of the same kind")
+    check_writable(checkpoint_dir)
     dev, ctx = setup_device(device, cfg)
     if tune_allocator and dev.type == "cpu":
         tune_cpu_allocator()  # state buffers reused instead of page-faulted each step (qlite.runtime)
@@ -186,6 +207,8 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
                                                                 "seconds": seconds, "metrics": final_metrics, **record})
 
     bar = Progress(cfg.epochs, start, main and progress_enabled(cfg.progress))
+    guard = DivergenceGuard(cfg, cfg.epochs, "epoch", history["loss"])
+    clock = SaveClock(cfg, ctx, dev, elapsed)
     t0 = time.perf_counter()
     try:
         for epoch in range(start, cfg.epochs):
@@ -220,16 +243,14 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
                 sse_epoch += sse.detach().double()
             ddp.all_reduce_sum(sse_epoch, ctx)
             epoch_loss = float(sse_epoch) / (n * c)
-            if not math.isfinite(epoch_loss):
-                raise FloatingPointError(f"the training loss became {epoch_loss} at epoch {epoch + 1}; "
-                                         f"lower the learning rate (lr={cfg.lr})")
+            guard.check(epoch_loss, epoch + 1)
             now = elapsed + time.perf_counter() - t0
             history["epoch"].append(epoch + 1)
             history["loss"].append(epoch_loss)
             history["lr"].append(lr)
             history["seconds"].append(now)
             bar.update(epoch_loss)
-            if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
+            if clock.due(epoch + 1, cfg.epochs, now):
                 save(epoch + 1, now)
                 ddp.barrier(ctx)
             log.debug("epoch %d loss %.6g lr %.3g", epoch + 1, epoch_loss, lr)

@@ -37,7 +37,11 @@ from ..runtime import tune_cpu_allocator
 from . import checkpoint as ckpt_io
 from . import distributed as ddp
 from .common import (
+    DivergenceGuard,
+    SaveClock,
     build_config,
+    check_schedule_extension,
+    check_writable,
     check_info,
     frozen_fingerprint,
     has_frozen_parameters,
@@ -199,10 +203,13 @@ def fit_text(model: nn.Module, data: TextData, config: FitConfig | None = None, 
         if done > total:
             raise ValueError(f"the checkpoint is already at step {done}, beyond the {total} steps asked for; "
                              f"ask for at least max_steps={done}")
+        check_schedule_extension(checkpoint.info["config"], cfg, int(checkpoint.info.get("total_steps", total)), total,
+                                 "step")
         if checkpoint.info.get("base_fingerprint") != base_fp:
             raise ValueError(f"the checkpoint in {str(checkpoint_dir)!r} was trained on another frozen base model "
                              f"(fingerprint {str(checkpoint.info.get('base_fingerprint'))[:12]}, this model's "
                              f"{str(base_fp)[:12]}); load the same base weights to resume")
+    check_writable(checkpoint_dir)
     dev, ctx = setup_device(device, cfg)
     if tune_allocator and dev.type == "cpu":
         tune_cpu_allocator()
@@ -259,6 +266,8 @@ def _train(model, data: TextData, cfg: FitConfig, dev, ctx, checkpoint, checkpoi
         return scored
 
     bar = Progress(total, start, main and progress_enabled(cfg.progress), unit="step")
+    guard = DivergenceGuard(cfg, total, "step", history["loss"])
+    clock = SaveClock(cfg, ctx, dev, elapsed)
     t0 = time.perf_counter()
     order, order_epoch = None, -1
     try:
@@ -277,10 +286,7 @@ def _train(model, data: TextData, cfg: FitConfig, dev, ctx, checkpoint, checkpoi
             step_nll = nll.detach().double().reshape(1)
             ddp.all_reduce_sum(step_nll, ctx)
             step_loss = float(step_nll) / count
-            if not math.isfinite(step_loss):
-                # before the update: the weights, and the last checkpoint written, stay as they were
-                raise FloatingPointError(f"the training loss became {step_loss} at step {step + 1}; lower the learning "
-                                         f"rate (lr={cfg.lr}); the last checkpoint written is kept")
+            guard.check(step_loss, step + 1)  # before the update: the weights and the last checkpoint stay as they were
             opt.zero_grad(set_to_none=True)
             (nll * (world / count)).backward()
             opt.step()
@@ -292,7 +298,7 @@ def _train(model, data: TextData, cfg: FitConfig, dev, ctx, checkpoint, checkpoi
             bar.update(step_loss)
             if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total:
                 validate(step + 1)
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+            if clock.due(step + 1, total, now):
                 save(step + 1, now)
                 ddp.barrier(ctx)
             log.debug("step %d loss %.6g lr %.3g", step + 1, step_loss, lr)

@@ -182,3 +182,71 @@ def test_other_files_in_the_directory_are_left_alone(tmp_path, signal):
     fit(MLP(2, 1, 4), signal, epochs=3, checkpoint_dir=tmp_path, resume=True, checkpoint_every=1)
     assert mine.read_bytes() == b"the user's own file" and (tmp_path / "notes.txt").read_text() == "keep me"
     assert read_index(tmp_path)["weights"] != mine.name
+
+
+def test_an_edited_index_is_refused(tmp_path, signal):
+    fit(MLP(2, 1, 4), signal, epochs=2, checkpoint_dir=tmp_path)
+    path = tmp_path / "checkpoint.json"
+    good = path.read_text()
+    for key, value in (("epoch", 1), ("config", {**json.loads(good)["config"], "lr": 0.5})):
+        edited = json.loads(good)
+        edited[key] = value
+        path.write_text(json.dumps(edited))
+        with pytest.raises(ValueError, match="does not match its index_sha256: it was edited"):
+            fit(MLP(2, 1, 4), signal, checkpoint_dir=tmp_path, resume=True, epochs=4)
+    no_hash = json.loads(good)
+    del no_hash["index_sha256"]
+    path.write_text(json.dumps(no_hash))
+    with pytest.raises(ValueError, match="no integrity hash"):
+        read_index(tmp_path)
+    no_sha = json.loads(good)
+    del no_sha["sha256"]
+    no_sha["index_sha256"] = ckpt_io._index_hash(no_sha)
+    path.write_text(json.dumps(no_sha))
+    with pytest.raises(ValueError, match="lacks the 'sha256' field"):
+        load_checkpoint(tmp_path)
+    path.write_text(good)
+    assert load_checkpoint(tmp_path).info["epoch"] == 2
+
+
+def test_files_left_by_an_interrupted_save_are_cleaned_on_the_next_save(tmp_path, signal):
+    fit(MLP(2, 1, 4), signal, epochs=2, checkpoint_dir=tmp_path)
+    current = tmp_path / read_index(tmp_path)["weights"]
+    orphan = tmp_path / "weights-000003-0.safetensors"  # written, but killed before its index was renamed
+    orphan.write_bytes(current.read_bytes())
+    partial = tmp_path / ".weights-000003-1.safetensors.x1y2.tmp"  # killed while writing
+    partial.write_bytes(b"half a file")
+    index_tmp = tmp_path / ".checkpoint.json.abc.tmp"
+    index_tmp.write_text("{")
+    users = tmp_path / "weights-000009-0.safetensors"
+    users.write_bytes(b"not ours: no qlite header")
+    fit(MLP(2, 1, 4), signal, checkpoint_dir=tmp_path, resume=True, epochs=3)
+    assert not orphan.exists() and not partial.exists() and not index_tmp.exists()
+    assert users.read_bytes() == b"not ours: no qlite header"
+    assert sorted(p.name for p in tmp_path.glob("weights-*")) == sorted([read_index(tmp_path)["weights"], users.name])
+
+
+def test_a_cosine_schedule_is_not_stretched_on_resume(tmp_path, signal):
+    fit(MLP(2, 1, 4), signal, epochs=4, schedule="cosine", lr=0.01, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="cosine learning-rate schedule of this run was planned over 4 epochs"):
+        fit(MLP(2, 1, 4), signal, checkpoint_dir=tmp_path, resume=True, epochs=8)
+    with pytest.raises(ValueError, match="cannot continue with schedule='constant'"):
+        fit(MLP(2, 1, 4), signal, checkpoint_dir=tmp_path, resume=True, epochs=8, schedule="constant")
+
+
+def test_checkpoints_by_wall_time(tmp_path, signal):
+    seen = []
+    real = ckpt_io.save_checkpoint
+
+    def spy(directory, **kw):
+        seen.append(kw["epoch"])
+        return real(directory, **kw)
+
+    import qlite.fit.loop as loop
+
+    loop.ckpt_io.save_checkpoint = spy
+    try:
+        fit(MLP(2, 1, 4), signal, epochs=4, checkpoint_seconds=1e-9, checkpoint_dir=tmp_path)
+    finally:
+        loop.ckpt_io.save_checkpoint = real
+    assert seen == [1, 2, 3, 4]  # every epoch took longer than 1e-9 s

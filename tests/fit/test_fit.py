@@ -97,17 +97,52 @@ def test_bad_types_and_shapes(wave):
         fit(lambda x: x, wave)
     with pytest.raises(ValueError, match="out_features=1"):
         fit(MLP(1, 3, 4), wave, epochs=1)
-    with pytest.raises(ValueError, match="CUDA is not available"):
-        if torch.cuda.is_available():
-            pytest.skip("this machine has CUDA")
-        fit(MLP(1, 1, 4), wave, device="cuda")
+    if not torch.cuda.is_available():  # on a CUDA machine the device exists: the checks below still run
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            fit(MLP(1, 1, 4), wave, device="cuda")
     with pytest.raises(ValueError, match="non-finite"):
         fit(MLP(1, 1, 4), (torch.zeros(3, 1), torch.tensor([0.0, math.inf, 1.0])))
+    with pytest.raises(ValueError, match="eval_data has 2 coordinates"):
+        fit(MLP(1, 1, 4), wave, eval_data=(torch.zeros(4, 2), torch.zeros(4, 1)), epochs=1)
 
 
 def test_divergence_is_reported(wave):
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         fit(MLP(1, 1, 8, batch_norm=False), wave, epochs=5, lr=1e30)
+
+
+def test_a_growing_loss_stops_the_run_not_only_nan(wave):
+    # lr 1e6 on a Tanh MLP: finite but huge losses (mse ~1e11 in the trial), which used to "succeed"
+    with pytest.raises(FloatingPointError, match=r"training diverged: .* above 100x the first epoch's"):
+        fit(MLP(1, 1, 8, activation="tanh"), wave, epochs=40, lr=1e6)
+    with pytest.raises(FloatingPointError, match="for 2 epochs"):  # a short run: every epoch after the first
+        fit(MLP(1, 1, 8, activation="tanh"), wave, epochs=3, lr=1e6)
+    off = fit(MLP(1, 1, 8, activation="tanh"), wave, epochs=3, lr=1e6, divergence_factor=None)
+    assert off.history["loss"][-1] > 100 * off.history["loss"][0]  # the check was what stopped it
+    ok = fit(MLP(1, 1, 8, activation="tanh"), wave, epochs=40, lr=0.01)
+    assert ok.history["loss"][-1] < ok.history["loss"][0]  # an ordinary run is untouched
+
+
+def test_fit_changes_the_allocator_only_when_asked(wave, monkeypatch):
+    import qlite.fit.loop as loop
+
+    calls = []
+    monkeypatch.setattr(loop, "tune_cpu_allocator", lambda: calls.append(1) or True)
+    fit(MLP(1, 1, 4), wave, epochs=1, device="cpu")
+    assert calls == []
+    fit(MLP(1, 1, 4), wave, epochs=1, device="cpu", tune_allocator=True)
+    assert calls == [1]
+
+
+def test_an_unwritable_checkpoint_dir_fails_before_training(tmp_path, wave, monkeypatch):
+    import qlite.fit.loop as loop
+
+    (tmp_path / "file").write_text("not a directory")
+    trained = []
+    monkeypatch.setattr(loop, "_train", lambda *a, **k: trained.append(1))
+    with pytest.raises(ValueError, match="cannot write checkpoints to"):
+        fit(MLP(1, 1, 4), wave, epochs=1, checkpoint_dir=tmp_path / "file" / "run")
+    assert trained == []
 
 
 def test_qlite_fit_and_compare_stay_callable_after_submodule_imports():

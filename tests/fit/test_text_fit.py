@@ -182,3 +182,9 @@ def test_bad_input_is_refused_before_training(text):
     frozen = tiny_llama(text.vocab_size).requires_grad_(False)
     with pytest.raises(ValueError, match="nothing to train"):
         fit(frozen, text, batch_size=4)
+
+
+def test_text_resume_keeps_the_schedule(tmp_path, text):
+    fit(tiny_llama(text.vocab_size), text, batch_size=8, max_steps=4, schedule="cosine", checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="planned over 4 steps"):
+        fit(tiny_llama(text.vocab_size), text, checkpoint_dir=tmp_path, resume=True, max_steps=8)
