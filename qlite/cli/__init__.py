@@ -7,8 +7,10 @@ Commands live in :data:`COMMANDS`, a plain mapping of name -> module path. Each 
 
 Modules are imported when the parser is built, so keep their top level light (import torch and
 friends inside ``run``). Errors of the user's making (``ValueError``, ``TypeError``, missing or
-existing files) print ``qlite <command>: error: ...`` on stderr and exit with status 2.
-Under ``torchrun`` only rank 0 prints the JSON line.
+existing files, a diverged run, bad command-line arguments) print ``qlite <command>: error: ...`` on
+stderr and exit with status 2; anything else prints its traceback and exits with status 1
+(130 when interrupted). Every exit path except ``--help`` ends stdout with one JSON line
+(``{"command": ..., "error": ...}`` on errors). Under ``torchrun`` only rank 0 prints it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,31 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def _json_line(obj: dict) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:
+        sys.stdout.flush()
+        print(json.dumps(_finite(obj), default=str, allow_nan=False))
+        sys.stdout.flush()
+
+
+class _ArgumentError(Exception):
+    def __init__(self, command: str | None, message: str):
+        super().__init__(message)
+        self.command = command
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors (``--size abc``, ``--model foo``, unknown flags) raise instead of exiting, so
+    :func:`main` ends them with the JSON line like every other error."""
+
+    def error(self, message):
+        words = self.prog.split()
+        self.print_usage(sys.stderr)
+        raise _ArgumentError(words[1] if len(words) > 1 else None, f"{self.prog}: error: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qlite", description="qlite: hybrid quantum-classical lightweight models")
+    parser = _Parser(prog="qlite", description="qlite: hybrid quantum-classical lightweight models")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, path in COMMANDS.items():
@@ -40,9 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as err:
+        print(err, file=sys.stderr)
+        given = sys.argv[1:] if argv is None else argv
+        command = err.command or next((a for a in given if a in COMMANDS), None)  # e.g. unknown flags: top parser
+        _json_line({"command": command, "error": f"ArgumentError: {err}"})
+        return 2
+    except SystemExit as exit_:  # --help (status 0)
+        return int(exit_.code or 0)
     if args.command is None:
         parser.print_help(sys.stderr)
+        _json_line({"command": None, "error": "no command given; choose one of " + ", ".join(COMMANDS)})
         return 2
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
@@ -52,12 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         # FloatingPointError: training diverged (fit says which learning rate to lower)
         print(f"qlite {args.command}: error: {err}", file=sys.stderr)
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(json.dumps({"command": args.command, "error": f"{type(err).__name__}: {err}"}))
+        _json_line({"command": args.command, "error": f"{type(err).__name__}: {err}"})
         return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        sys.stdout.flush()
-        print(json.dumps(_finite(result), default=str, allow_nan=False))
+    except KeyboardInterrupt:
+        print(f"qlite {args.command}: interrupted", file=sys.stderr)
+        _json_line({"command": args.command, "error": "KeyboardInterrupt: interrupted (a checkpoint run continues with --resume)"})
+        return 130
+    except Exception as err:  # a bug or an environment failure: keep the traceback, still end with JSON
+        import traceback
+
+        traceback.print_exc()
+        _json_line({"command": args.command, "error": f"{type(err).__name__}: {err}", "unexpected": True})
+        return 1
+    _json_line(result)
     return 0
 
 

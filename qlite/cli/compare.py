@@ -4,7 +4,9 @@
         --epochs 300 --reference tanh --out runs/camera-table
 
 Baselines are sized to QIREN's parameter count on the same data unless ``--hidden-features`` or
-``--budget`` says otherwise. ``--out`` receives ``compare.md``, ``compare.csv`` and ``compare.json``
+``--budget`` says otherwise. Without ``--lr`` each family trains at its own default rate (the best
+of the paper study's tuning grid: qiren 0.03, siren 0.003, relu 0.01, tanh 0.03, rff 0.01); the
+table's ``setting`` column says which rate each row used and whether it was the family default. ``--out`` receives ``compare.md``, ``compare.csv`` and ``compare.json``
 (existing files are refused).
 """
 
@@ -18,7 +20,9 @@ from .fit import (
     add_data_args,
     add_fit_args,
     add_model_args,
+    check_model_options,
     data_spec,
+    family_lr,
     load_data,
     model_spec,
     set_threads,
@@ -51,11 +55,19 @@ def run(args) -> dict:
     from qlite.compare import compare
     from qlite.models import ModelSpec
 
+    from qlite.compare import Candidate
+
     set_threads(args)
+    if args.seed is not None:
+        raise ValueError("--seed does nothing in `qlite compare`: give the seeds to run with --seeds (e.g. --seeds 0,1,2)")
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     bad = [k for k in kinds if k not in MODEL_CHOICES]
     if not kinds or bad:
         raise ValueError(f"--models must list kinds from {MODEL_CHOICES}, got {args.models!r}")
+    if len(set(kinds)) != len(kinds):
+        twice = sorted({k for k in kinds if kinds.count(k) > 1})
+        raise ValueError(f"--models lists {twice} more than once; each model runs once per seed (use --seeds for repeats)")
+    check_model_options(args, kinds)
     if args.reference is not None and args.reference not in kinds:
         raise ValueError(f"--reference {args.reference!r} is not among --models {kinds}")
     out = Path(args.out) if args.out else None
@@ -65,8 +77,12 @@ def run(args) -> dict:
             raise FileExistsError(f"{str(out)!r} already holds {taken}; choose a new --out (nothing was overwritten)")
     dspec = data_spec(args)
     signal, eval_signal = load_data(dspec)
-    models = {k: ModelSpec.from_dict(model_spec(args, k, signal)) for k in kinds}
-    overrides = {"epochs": 300 if args.epochs is None else args.epochs, "lr": 0.03 if args.lr is None else args.lr,
+    models = {}
+    for k in kinds:
+        lr = family_lr(args, k)
+        label = f"lr {lr:g}" + (" (family default)" if args.lr is None else " (--lr)")
+        models[k] = Candidate(ModelSpec.from_dict(model_spec(args, k, signal)), fit={"lr": lr}, label=label)
+    overrides = {"epochs": 300 if args.epochs is None else args.epochs,
                  "batch_size": args.batch_size, "schedule": args.schedule or "constant"}
     if args.progress is not None:
         overrides["progress"] = args.progress

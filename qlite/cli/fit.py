@@ -23,6 +23,12 @@ from pathlib import Path
 from .fit_text import TEXT_MODELS, add_text_args
 
 MODEL_CHOICES = ("qiren", "siren", "relu", "tanh", "rff")
+# Learning rate of each family when --lr is not given: the best rate of the tuning grid of the paper
+# study on the 32 x 32 camera image (experiments/results/paper_signals.md, 2026-11-26): one rate
+# for every family (0.03, the paper's) made SIREN collapse to a grey image (PSNR 11.4 vs 30.3).
+DEFAULT_LR = {"qiren": 0.03, "siren": 0.003, "relu": 0.01, "tanh": 0.03, "rff": 0.01}
+# Model options and the families they apply to (anything else is refused: it would do nothing).
+_OPTION_KINDS = {"omega_0": ("siren",), "scale": ("rff",), "spectrum_layers": ("qiren",)}
 OUTPUT_FILES = ("checkpoint.json", "reconstruction.png", "loss.png", "result.json")
 # Options that define a run; with --resume they come from the checkpoint instead.
 _RUN_OPTIONS = ("data", "size", "color", "start", "stop", "step", "eval_size", "model", "hidden_features",
@@ -60,7 +66,8 @@ def add_model_args(p: argparse.ArgumentParser, multiple: bool = False) -> None:
 def add_fit_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, help="total epochs (default 300; with --resume: the new total)")
-    g.add_argument("--lr", type=float, help="Adam learning rate (default 0.03)")
+    g.add_argument("--lr", type=float, help="Adam learning rate (default per family: qiren 0.03, siren 0.003, relu "
+                                            "0.01, tanh 0.03, rff 0.01; text 1e-3)")
     g.add_argument("--batch-size", type=int, help="points per batch (default: full batch)")
     g.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule (default constant)")
     g.add_argument("--seed", type=int, help="seed of initialisation and shuffling (default 0)")
@@ -80,6 +87,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_text_args(p)
     g = p.add_argument_group("output")
     g.add_argument("--out", help="new directory for checkpoint, figures and result.json")
+    g.add_argument("--checkpoint-every", type=int, help="also checkpoint every N epochs (text: steps)")
+    g.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="also checkpoint after this many seconds of training since the last save (default 60; "
+                        "0 turns it off), so a killed run loses at most that much: continue it with --resume")
     g.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --epochs in total")
     return p
 
@@ -111,6 +122,19 @@ def data_spec(args) -> dict:
     return {"kind": "audio", "source": source, "start": args.start, "stop": args.stop, "step": 1 if args.step is None else args.step}
 
 
+def _audio_path(source: str) -> str:
+    """An existing file as given, else the shared data folder's file of that name (``$QLITE_DATA``)."""
+    if Path(source).is_file():
+        return source
+    from qlite.paths import data_dir, data_file
+
+    try:
+        return str(data_file(source))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"audio file {source!r} is neither an existing path nor in the shared data folder "
+                                f"{data_dir()} (set QLITE_DATA to the folder that holds it)") from None
+
+
 def load_data(spec: dict):
     """``(train, eval_or_None)`` signals from a :func:`data_spec` dict."""
     from qlite import data
@@ -120,7 +144,7 @@ def load_data(spec: dict):
             pair = data.super_resolution(spec["source"], low=spec["size"], high=spec["eval_size"], gray=spec["gray"])
             return pair.train, pair.eval
         return data.image(spec["source"], size=spec["size"], gray=spec["gray"]), None
-    return data.audio(spec["source"], spec["start"], spec["stop"], spec["step"]), None
+    return data.audio(_audio_path(spec["source"]), spec["start"], spec["stop"], spec["step"]), None
 
 
 def model_spec(args, kind: str, signal) -> dict:
@@ -149,15 +173,53 @@ def model_spec(args, kind: str, signal) -> dict:
     return spec.to_dict()
 
 
+def check_model_options(args, kinds) -> None:
+    """Refuse model options that none of ``kinds`` uses (they would silently do nothing)."""
+    for opt, users in _OPTION_KINDS.items():
+        if getattr(args, opt, None) is not None and not set(kinds) & set(users):
+            raise ValueError(f"--{opt.replace('_', '-')} applies to {' / '.join(users)}, not to {', '.join(kinds)}")
+    if getattr(args, "budget", None) is not None:
+        if set(kinds) == {"qiren"}:
+            raise ValueError("--budget sizes the classical baselines; QIREN's size is --hidden-features (qubits)")
+        if args.hidden_features is not None:
+            raise ValueError("--budget and --hidden-features both set the width; give one of them")
+
+
+def family_lr(args, kind: str) -> float:
+    return DEFAULT_LR[kind] if args.lr is None else args.lr
+
+
 # -- qlite fit ------------------------------------------------------------------------------
 def _fit_overrides(args) -> dict:
-    out = {"epochs": 300 if args.epochs is None else args.epochs}
-    for opt, default in (("lr", 0.03), ("batch_size", None), ("schedule", "constant"), ("seed", 0)):
+    out = {"epochs": 300 if args.epochs is None else args.epochs, "lr": family_lr(args, args.model or "qiren")}
+    for opt, default in (("batch_size", None), ("schedule", "constant"), ("seed", 0)):
         v = getattr(args, opt)
         out[opt] = default if v is None else v
     if args.progress is not None:
         out["progress"] = args.progress
     return out
+
+
+def checkpoint_overrides(args) -> dict:
+    """``--checkpoint-every`` / ``--checkpoint-seconds`` as FitConfig fields."""
+    out = {}
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+        out["checkpoint_every"] = args.checkpoint_every
+    if args.checkpoint_seconds is not None:
+        if not args.checkpoint_seconds >= 0:
+            raise ValueError(f"--checkpoint-seconds must be >= 0 (0: off), got {args.checkpoint_seconds}")
+        out["checkpoint_seconds"] = args.checkpoint_seconds or None
+    return out
+
+
+def require_plots() -> None:
+    """The figures are written after training: make sure they can be, before it starts."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError("`qlite fit` writes figures and needs matplotlib: pip install 'qlite[plots]'") from None
 
 
 def _refuse_existing(out: Path, names=OUTPUT_FILES) -> None:
@@ -206,6 +268,8 @@ def run(args) -> dict:
         overrides = {"epochs": args.epochs} if args.epochs is not None else {}
         if args.progress is not None:
             overrides["progress"] = args.progress
+        overrides.update(checkpoint_overrides(args))
+        require_plots()
         if "text" in stored:
             from . import fit_text
 
@@ -225,9 +289,10 @@ def run(args) -> dict:
         overrides = {"epochs": 1 if args.epochs is None else args.epochs, "lr": 1e-3 if args.lr is None else args.lr,
                      "batch_size": 8 if args.batch_size is None else args.batch_size,
                      "schedule": args.schedule or "constant", "seed": 0 if args.seed is None else args.seed,
-                     "max_steps": args.max_steps, "eval_every": args.eval_every or 0}
+                     "max_steps": args.max_steps, "eval_every": args.eval_every or 0, **checkpoint_overrides(args)}
         if args.progress is not None:
             overrides["progress"] = args.progress
+        require_plots()
         return fit_text.run(args, out, None, overrides, overrides["seed"])
     else:
         if not args.out:
@@ -235,16 +300,19 @@ def run(args) -> dict:
         out = Path(args.out)
         _refuse_existing(out)
         dspec = data_spec(args)
-        overrides = _fit_overrides(args)
+        check_model_options(args, [args.model or "qiren"])
+        overrides = {**_fit_overrides(args), **checkpoint_overrides(args)}
         seed = overrides["seed"]
+        require_plots()
     signal, eval_signal = load_data(dspec)
     if not args.resume:
         mspec = model_spec(args, args.model or "qiren", signal)
     spec = ModelSpec.from_dict(mspec)
     model = spec.build(signal.in_features, signal.out_features, seed=seed)
     info = {"cli": {"data": dspec, "model": mspec, "seed": seed}}
+    # The CLI owns its process, so it asks for the faster CPU allocator setting (qlite.runtime).
     result = fit(model, signal, eval_data=eval_signal, device=args.device, checkpoint_dir=out,
-                 resume=bool(args.resume), info=info, **overrides)
+                 resume=bool(args.resume), info=info, tune_allocator=True, **overrides)
     summary = {"model": spec.kind, "params": result.params, "epochs": result.epochs, **result.metrics,
                "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch, "device": result.device,
                "world_size": result.world_size, "out": str(out)}
