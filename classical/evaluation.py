@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import inspect
-import json
 import logging
 import math
 import os
@@ -269,7 +268,10 @@ def evaluate(
 
 
 def machine_info() -> dict:
-    """Where the figures were measured: host, CPU model and cores, accelerator, versions, date."""
+    """Where the figures were measured: host, CPU model and cores, accelerator, versions, date.
+
+    Kept only for ``experiments/bench_lm.py`` and ``experiments/hybrid_lm.py`` until they use
+    ``experiments/study_io.machine_info``, the one machine record of every study (issue 15)."""
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -314,8 +316,3 @@ def results_markdown(rows: list[dict], *, reference: str | None = None) -> str:
             f"{lat.get('decode_tokens_per_s', float('nan')):.1f} | {r['kernel']} |"
         )
     return "\n".join(lines)
-
-
-def write_json(path, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=str)

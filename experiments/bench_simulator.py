@@ -8,8 +8,8 @@ import argparse
 import json
 import logging
 
-from qlite.bench import write_results
-from qlite.bench_simulator import run, to_markdown
+from simulator_bench import run, to_markdown
+from study_io import write_results
 
 
 def main():

@@ -8,8 +8,8 @@ import argparse
 import json
 import logging
 
-from qlite.bench import write_results
-from qlite.bench_simulator import strategy_sweep
+from simulator_bench import strategy_sweep
+from study_io import write_results
 
 
 def main():
@@ -24,7 +24,7 @@ def main():
     chunks = tuple(None if c == 0 else c for c in args.chunks)
     res = strategy_sweep(args.qubits, args.batches, args.device, chunks)
     m = res["machine"]
-    lines = [f"### {m.get('card') or m['cpu']} ({m['torch_threads']} threads) — {m['date']}", "",
+    lines = [f"### {m.get('cuda_device') or m['cpu']} ({m['torch_threads']} threads) — {m['date']}", "",
              "| batch | qubits | strategy | chunk | ms (fwd+bwd, one layer) |", "|---:|---:|---|---|---:|"]
     for r in res["rows"]:
         val = f"{r['ms']:.3f}" if "ms" in r else r["error"]

@@ -7,8 +7,8 @@ import argparse
 import json
 import logging
 
-from qlite.bench import machine_info, write_results
-from qlite.bench_simulator import fused_accuracy
+from simulator_bench import fused_accuracy
+from study_io import machine_info, write_results
 
 
 def main():
@@ -21,7 +21,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = fused_accuracy(args.device, tuple(args.qubits), precisions=tuple(args.precisions))
     m = machine_info(args.device)
-    lines = [f"### {m.get('card') or m['cpu']} — {m['date']}", "",
+    lines = [f"### {m.get('cuda_device') or m['cpu']} — {m['date']}", "",
              "Largest absolute error against the unfused float64 path (QIREN layer, 2 re-uploads, 256 points).", "",
              "| qubits | implementation (float32) | values | d/d weights | d/d inputs |", "|---:|---|---:|---:|---:|"]
     for r in rows:

@@ -18,23 +18,12 @@ given (this run and ``--reference``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 from pathlib import Path
 
-
-def _machine(device: str) -> dict:
-    import torch
-
-    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "torch": torch.__version__,
-            "python": platform.python_version(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpus_visible"] = torch.cuda.device_count()
-    return info
+from study_io import machine_info, normalize_machine
 
 
 def _agreement(run: dict, ref: dict) -> dict:
@@ -53,7 +42,7 @@ def _markdown(runs: list[dict]) -> str:
              "| world size | device | points | epochs | s / epoch (median) | first epoch s | total s | final loss | MSE | PSNR dB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r['world_size']} | {r['machine'].get('gpu', r['device'])} | {r['points']} | {r['epochs']} | "
+        lines.append(f"| {r['world_size']} | {normalize_machine(r['machine'])['cuda_device'] or r['device']} | {r['points']} | {r['epochs']} | "
                      f"{r['seconds_per_epoch']:.4f} | {r['first_epoch_seconds']:.3f} | {r['seconds']:.1f} | "
                      f"{r['loss'][-1]:.4g} | {r['metrics']['mse']:.4g} | {r['metrics']['psnr']:.2f} |")
     for r in runs:
@@ -65,9 +54,9 @@ def _markdown(runs: list[dict]) -> str:
                          f"{a['speedup_per_epoch']:.2f}x. The runs differ only in float32 summation order; a first-epoch "
                          f"difference at rounding level that grows over the epochs is that rounding amplified by the "
                          f"training dynamics (lr 0.03 keeps the loss oscillating), not a different computation.")
-    m = runs[-1]["machine"]
+    m = normalize_machine(runs[-1]["machine"])
     lines.append(f"\nDates: {', '.join(sorted({r['machine']['date'] for r in runs}))}; torch {m['torch']}; "
-                 f"{m['cores']} CPU cores, {m['torch_threads']} torch threads per process. CPU timings on a shared "
+                 f"{m['cpu_count']} CPU cores, {m['torch_threads']} torch threads per process. CPU timings on a shared "
                  f"machine are noisy; compare ratios from one sitting only.")
     return "\n".join(lines) + "\n"
 
@@ -98,7 +87,7 @@ def main(argv=None) -> dict:
            "first_epoch_seconds": secs[0] if secs else None,
            "mean_epoch_seconds_after_first": statistics.fmean(b - a for a, b in zip(secs, secs[1:])) if len(secs) > 1 else None,
            "loss": result.history["loss"], "metrics": result.metrics, "params": result.params,
-           "machine": _machine(args.device)}
+           "machine": machine_info(args.device)}
     if int(os.environ.get("RANK", "0")) != 0:
         return run
     runs = [run]

@@ -16,7 +16,8 @@ import json
 import logging
 from pathlib import Path
 
-from qlite.noise_study import load_image, noise_sweep, plot_noise, to_markdown, train_qiren_image
+from noise_study import load_image, noise_sweep, plot_noise, to_markdown, train_qiren_image
+from study_io import machine_info, normalize_machine, write_results
 
 
 def main():
@@ -45,8 +46,6 @@ def main():
     for noisy in ("qiskit", "jax", "stevedore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from qlite.bench import machine_info
-
     coords, values, shape = load_image(args.image, args.size)
     model, history = train_qiren_image(coords, values, hidden_features=args.qubits,
                                        steps=60 if args.quick else args.steps, lr=args.lr, seed=args.seed,
@@ -61,17 +60,15 @@ def main():
     result["setup"] = {"image": args.image, "size": list(shape), "qubits": args.qubits, "hidden_layers": 2,
                        "spectrum_layers": 2, "steps": len(history), "lr": args.lr, "seed": args.seed,
                        "train_psnr_final": history[-1], "parameters": sum(p.numel() for p in model.parameters())}
-    out.mkdir(parents=True, exist_ok=True)
     stem = ("quick_" if args.quick else "") + args.tag
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     _write_report(result, out, stem)
 
 
 def _write_report(result: dict, out: Path, stem: str) -> None:
-    m, s = result["machine"], result["setup"]
+    m, s = normalize_machine(result["machine"]), result["setup"]
     head = [
         f"# Trained QIREN under shot noise and hardware noise ({m['date']})",
-        f"- Machine: {m.get('card') or m['cpu']}, {m['cpu_cores']} cores ({m['torch_threads']} torch threads), torch "
+        f"- Machine: {m['cuda_device'] or m['cpu']}, {m['cpu_count']} cores ({m['torch_threads']} torch threads), torch "
         f"{m['torch']}; shared with other jobs, so the seconds are indicative only.",
         f"- Model: QIREN, {s['qubits']} qubits x 3 hybrid layers, 2 re-uploads, {s['parameters']} parameters, trained "
         f"{s['steps']} full-batch Adam steps (lr {s['lr']}, cosine) on `{s['image']}` {s['size'][0]}x{s['size'][1]} "
@@ -85,7 +82,7 @@ def _write_report(result: dict, out: Path, stem: str) -> None:
         "",
     ]
     md = head[0] + "\n\n" + "\n".join(head[1:]) + "\n" + to_markdown(result)
-    (out / f"{stem}.md").write_text(md)
+    write_results(out, stem, md, result)  # the JSON beside it (rewritten unchanged when re-rendering)
     try:
         import matplotlib
 

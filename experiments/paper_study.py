@@ -32,20 +32,17 @@ representation study uses the same 32 x 32 image, so one fit serves both tables.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass, field
-
-import torch
 
 from qlite import data
 from qlite.compare import Candidate, compare, select_best
 from qlite.data import Signal
 from qlite.fit import mse, predict, psnr, ssim
 from qlite.models import ModelSpec, count_parameters
+from study_io import machine_info
 
 log = logging.getLogger("paper_study")
 
@@ -191,24 +188,9 @@ def run_sound(path: str, cfg: StudyConfig) -> dict:
             "kept": keep.kept}
 
 
-def machine_info(device: str) -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
-            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "device": device,
-            "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
 def run_study(cfg: StudyConfig) -> dict:
     info = machine_info(cfg.device)
+    info["load_average_start"] = info["load_average"]
     t0 = time.perf_counter()
     tasks = []
     if cfg.sound:

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 
 from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, PerGroup, SmoothQuant
-from qlite.classical.benchmark import Entry, Suite, check_agreement, check_targets, run_suite, write_results
 from qlite.classical.crosscheck import bnb_llm_int8, torchao_awq, torchao_gptq, torchao_smoothquant
 from qlite.classical.evaluation import calibration_segments, corpus_tokens, split_halves
 from qlite.classical.export import export_torchao, probe_backends, torchao_configs
 from qlite.classical.models import load_causal_lm
 from qlite.paths import data_file, _REPO
+
+from compression_suite import Entry, Suite, check_agreement, check_targets, run_suite, write_results
 
 
 def main() -> None:

@@ -19,14 +19,16 @@ from pathlib import Path
 import torch
 
 from qlite.classical import GQA, LowRank, Magnitude, NMPattern, SparseGPT, StructuredPrune, Wanda
-from qlite.classical.benchmark import Entry, Suite, check_targets, run_suite
 from qlite.classical.distillation import distill
-from qlite.classical.evaluation import calibration_segments, corpus_tokens, machine_info, split_halves
+from qlite.classical.evaluation import calibration_segments, corpus_tokens, split_halves
 from qlite.classical.gqa import convert_gqa
 from qlite.classical.models import load_causal_lm
 from qlite.classical.sparse import benchmark_semi_structured_mlp
-from qlite.classical.study import kv_cache_rows, write_kernel_results, write_study_results
 from qlite.paths import _REPO, data_file
+
+from compression_study import kv_cache_rows, write_kernel_results, write_study_results
+from compression_suite import Entry, Suite, check_targets, run_suite
+from study_io import machine_info
 
 TARGETS = [
     ("SparseGPT 50% increase <= 10% of magnitude 50%'s", "SparseGPT 50%", "Magnitude 50%", "increase_ratio", 0.10),

@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from qlite.spectrum.study import StudyConfig, run_study
+from spectrum_study import StudyConfig, run_study
 
 
 def main() -> None:

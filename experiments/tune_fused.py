@@ -8,8 +8,8 @@ import argparse
 import json
 import logging
 
-from qlite.bench import machine_info, write_results
-from qlite.bench_simulator import kernel_profile, tune_fused
+from simulator_bench import kernel_profile, tune_fused
+from study_io import machine_info, write_results
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
     rows = tune_fused(args.device, tuple(args.qubits), args.batch, args.blocks, args.back_blocks, args.warps,
                       args.precision)
     m = machine_info(args.device)
-    lines = [f"### {m.get('card') or m['cpu']} — {m['date']}", "",
+    lines = [f"### {m.get('cuda_device') or m['cpu']} — {m['date']}", "",
              f"One QIREN layer (2 re-uploads), {args.batch} points, precision {args.precision}.", "",
              "| qubits | path | forward block | backward block | warps | forward ms | forward + backward ms |",
              "|---:|---|---:|---:|---:|---:|---:|"]

@@ -1,4 +1,4 @@
-"""``qlite spectrum ...``: spectrum sizes, circuit and model spectra, coefficient timing, the study.
+"""``qlite spectrum ...``: spectrum sizes, circuit and model spectra, coefficient timing.
 
 Contract of ``qlite.cli``: ``add_parser(subparsers)`` registers the ``spectrum`` command and
 ``run(args) -> dict`` does the work; ``qlite.cli.main`` prints the dict as the last line of stdout
@@ -9,14 +9,15 @@ Contract of ``qlite.cli``: ``add_parser(subparsers)`` registers the ``spectrum``
     qlite spectrum model --in-features 2 --qubits 8 --layers 2 --hidden-layers 2
     qlite spectrum model --checkpoint runs/camera          # a model trained by `qlite fit`
     qlite spectrum coefficients --in-features 2 --qubits 8 --degree 16 --repeats 5
-    qlite spectrum report --out experiments/results --quick
+
+The study that tabulates all of these (figures and ``spectrum.md``) is ``python experiments/spectrum.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-COMMANDS = ("size", "circuit", "model", "coefficients", "report")
+COMMANDS = ("size", "circuit", "model", "coefficients")
 
 
 def _scaling(text: str):
@@ -89,16 +90,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=5, help="timed runs after the warm-up (at least 1)")
     p.add_argument("--device", default="cpu")
 
-    p = sub.add_parser("report", help="run the spectrum study: figures and spectrum.md")
-    p.add_argument("--out", default="experiments/results", help="folder for spectrum.md / .json / *.png")
-    p.add_argument("--quick", action="store_true", help="small sizes and few epochs (a smoke run)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None, help="full-batch epochs per image model")
-    p.add_argument("--audio-epochs", type=int, default=None)
-    p.add_argument("--audio-file", default=None, help="WAV file (default: the shared gt_bach.wav)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for the run")
     return parser
 
 
@@ -185,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
     if cmd == "coefficients":
         import torch
 
-        from qlite.bench import time_call
+        from qlite.timing import time_call
 
         model = _qiren(args).to(args.device)
         n_in = model.net[0].linear.in_features
@@ -195,18 +186,4 @@ def run(args: argparse.Namespace) -> dict:
         return dict(command="spectrum coefficients", shape=list(c.shape), points=(2 * args.degree + 1) ** n_in,
                     seconds_min=t["ms_min"] / 1e3, seconds_median=t["ms"] / 1e3, repeats=t["runs"],
                     threads=torch.get_num_threads(), device=args.device)
-    if cmd == "report":
-        from qlite.spectrum.study import StudyConfig, run_study
-
-        overrides = {k: v for k, v in dict(image_size=args.image_size, epochs=args.epochs, audio_epochs=args.audio_epochs,
-                                            audio_file=args.audio_file, threads=args.threads).items()
-                     if v is not None}
-        base = dict(device=args.device, seed=args.seed, **overrides)
-        cfg = StudyConfig.quick_config(**base) if args.quick else StudyConfig(**base)
-        s = run_study(cfg, args.out)
-        t = s["timing"]
-        return dict(command="spectrum report", out=str(args.out), figures=s["figures"], seconds=s["seconds"],
-                    coefficients_median_s={k: v["median_s"] for k, v in t.items() if k.startswith("threads_")},
-                    image={k: dict(psnr_db=v["psnr_db"], mse_low=v["mse_low"], mse_high=v["mse_high"])
-                           for k, v in s["image"]["models"].items()})
     raise ValueError(f"unknown spectrum command {cmd!r}; choose one of {COMMANDS}")

@@ -1,13 +1,22 @@
-"""The backend benchmark rows and the noise study's library functions, on tiny models."""
+"""The backend benchmark rows and the noise study (experiments/backend_bench.py, noise_study.py), on
+tiny models."""
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from qlite import QIREN
-from qlite.bench_backends import time_backend
-from qlite.noise_study import exact_batchnorm_statistics, noise_sweep, predict, psnr, to_markdown, with_backend
+from qlite.fit import predict, psnr
+from qlite.fit import recompute_batchnorm as exact_batchnorm_statistics  # the noise study uses the library's
+
+EXPERIMENTS = str(Path(__file__).resolve().parents[2] / "experiments")
+if EXPERIMENTS not in sys.path:
+    sys.path.insert(0, EXPERIMENTS)
+
+from backend_bench import time_backend  # noqa: E402
+from noise_study import noise_sweep, to_markdown, with_backend  # noqa: E402
 
 
 def test_time_backend_rows():
@@ -84,3 +93,36 @@ def test_noise_sweep_limits_and_ordering():
     one = [r for r in res["rows"] if r["noise"] == "shots in one layer"]
     assert [r["layer"] for r in one] == [0, 1] and all(r["psnr"] < base for r in one)
     assert "#### Depolarizing noise" in to_markdown(res) and "#### Shots in one hybrid layer" in to_markdown(res)
+
+
+def test_study_code_is_out_of_the_library():
+    """Studies and their report writers live in experiments/ (issue 15); the library keeps what a user
+    calls from a notebook, and every study shares one machine record and one results writer."""
+    import importlib.util
+
+    for gone in ("qlite.noise_study", "qlite.bench", "qlite.bench_simulator", "qlite.bench_backends",
+                 "qlite.spectrum.study", "qlite.spectrum._study_report", "qlite.classical.study",
+                 "qlite.classical.benchmark"):
+        assert importlib.util.find_spec(gone) is None, gone
+    import noise_study
+
+    assert noise_study.psnr is psnr and noise_study.predict is predict  # the library's, not copies
+    assert not hasattr(noise_study, "exact_batchnorm_statistics")
+
+
+def test_one_machine_record_and_results_writer(tmp_path):
+    import study_io
+
+    m = study_io.machine_info("cpu")
+    assert {"date", "cpu", "cpu_count", "torch_threads", "torch", "device", "cuda_device"} <= set(m)
+    assert m["device"] == "cpu" and m["cpu_count"] >= 1
+    # old result files spelled some keys differently; renderers read them through normalize_machine
+    old = study_io.normalize_machine({"cpu_cores": 2, "card": "H200", "cpu": "x", "torch_threads": 1})
+    assert old["cpu_count"] == 2 and old["cuda_device"] == "H200"
+    path = study_io.write_results(tmp_path / "r", "s", "# title", {"x": torch.tensor(1.5), "p": tmp_path})
+    assert path.read_text() == "# title\n"
+    import json
+
+    data = json.loads((tmp_path / "r" / "s.json").read_text())
+    assert data["x"] == 1.5 and data["p"] == str(tmp_path)
+    assert not list((tmp_path / "r").glob("*.tmp"))  # written atomically, nothing left behind

@@ -1,10 +1,16 @@
 """The study in quick mode writes its report, figures and JSON, with the numbers it claims."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
-from qlite.spectrum.study import StudyConfig, run_study
+EXPERIMENTS = str(Path(__file__).resolve().parents[2] / "experiments")
+if EXPERIMENTS not in sys.path:
+    sys.path.insert(0, EXPERIMENTS)
+
+from spectrum_study import StudyConfig, run_study  # noqa: E402
 
 
 def test_quick_study_writes_report(tmp_path, shared_data):

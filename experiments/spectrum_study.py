@@ -1,4 +1,4 @@
-"""The spectrum study behind ``experiments/spectrum.py`` and ``qlite spectrum report``.
+"""The spectrum study behind ``experiments/spectrum.py``.
 
 It measures, on real signals (scikit-image's ``camera``, the paper's Bach clip, both loaded with
 :mod:`qlite.data`; models from :mod:`qlite.models`, trained with :func:`qlite.fit`, so BatchNorm
@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import json
 import logging
 import os
 import time
@@ -32,14 +31,12 @@ from pathlib import Path
 
 import torch
 
-from .classical import classical_spectrum
-from .coefficients import coefficients
-from .compare import compare_spectra
-from .hybrid_coefficients import hybrid_coefficients
-from .least_squares import least_squares_coefficients
-from .model_spectrum import model_spectrum
-from .power import power_spectrum
-from .spectrum_size import spectrum_size
+from qlite.spectrum import (
+    classical_spectrum, coefficients, compare_spectra, hybrid_coefficients, least_squares_coefficients, model_spectrum,
+    power_spectrum, spectrum_size,
+)
+from qlite.timing import time_call
+from study_io import machine_info, write_results
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +167,6 @@ def _distribution(cfg: StudyConfig) -> tuple[dict, torch.Tensor]:
 
 # -- 3. timing -------------------------------------------------------------------------------------
 def _timing(cfg: StudyConfig, device: torch.device) -> dict:
-    from qlite.bench import time_call
     from qlite.models import build_model
 
     model = build_model("qiren", 2, 1, seed=cfg.seed).to(device).eval()
@@ -310,9 +306,7 @@ def run_study(config: StudyConfig, out_dir) -> dict:
 
 
 def _run(config: StudyConfig, device: torch.device, out: Path) -> dict:
-    from qlite.bench import machine_info
-
-    from ._study_report import write_figures, write_markdown
+    from spectrum_report import markdown, write_figures
 
     summary = dict(config=config.to_dict(), machine=dict(machine_info(device), load_average_start=list(os.getloadavg())))
     t0 = time.perf_counter()
@@ -328,6 +322,5 @@ def _run(config: StudyConfig, device: torch.device, out: Path) -> dict:
     summary["seconds"] = time.perf_counter() - t0
     summary["machine"]["load_average_end"] = list(os.getloadavg())
     summary["figures"] = write_figures(out, summary, dist, comparisons, preds, qspecs, target, audio)
-    (out / "spectrum.json").write_text(json.dumps(summary, indent=1, default=float))
-    write_markdown(out / "spectrum.md", summary)
+    write_results(out, "spectrum", markdown(summary), summary)
     return summary

@@ -1,8 +1,9 @@
 """How a trained QIREN image model degrades under finite shots and hardware noise.
 
-The study behind ``experiments/noise.py``: train the paper's image QIREN on a small image with a
-plain full-batch Adam loop, fix its BatchNorm statistics, then evaluate the *same* trained weights
-with every ``QuantumLayer`` on another backend:
+The study behind ``experiments/noise.py``: train the paper's image QIREN on a small image with
+:func:`qlite.fit.fit` (full batch, exact BatchNorm statistics at the end), then evaluate the *same*
+trained weights with every ``QuantumLayer`` on another backend (:func:`qlite.fit.predict`,
+:func:`qlite.fit.psnr`):
 
 * finite shots: the native shot mode (``get_backend("torch", shots=N)``, exact multinomial sampling,
   every pixel), cross-checked at a few shot numbers by Qiskit Aer's ``SamplerV2``;
@@ -25,89 +26,36 @@ import time
 
 import torch
 
+from qlite.fit import predict, psnr
+
 log = logging.getLogger(__name__)
 
 
-# -- data -------------------------------------------------------------------------------------------
+# -- data and training: the library's -------------------------------------------------------------
 def load_image(name: str = "camera", size: int = 32) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """``(coords (N, 2), values (N, 1), (size, size))``: a scikit-image image, centre-cropped, resized,
-    values in ``[-1, 1]``, coordinates at the pixel centres in ``[-1, 1]^2`` (``qlite.data.image``
-    when available, else the same steps here)."""
-    try:
-        from qlite.data import image  # the data module of the fit issue
+    """``(coords (N, 2), values (N, 1), (size, size))`` of :func:`qlite.data.image` (centre-cropped,
+    resized, values in ``[-1, 1]``, coordinates at the pixel centres)."""
+    from qlite.data import image
 
-        s = image(name, size=size)
-        return s.coords, s.values, tuple(s.grid_shape)
-    except ImportError:
-        pass
-    from qlite.simulators._optional import require
-
-    data, transform, util, color = (require(m, "data", "load_image") for m in
-                                    ("skimage.data", "skimage.transform", "skimage.util", "skimage.color"))
-    img = util.img_as_float(getattr(data, name)())
-    if img.ndim == 3:
-        img = color.rgb2gray(img[..., :3])
-    side = min(img.shape)
-    top, left = (img.shape[0] - side) // 2, (img.shape[1] - side) // 2
-    img = transform.resize(img[top:top + side, left:left + side], (size, size), order=1, mode="reflect",
-                           anti_aliasing=size < side, preserve_range=True).clip(0, 1)
-    values = torch.from_numpy(img).float().reshape(-1, 1) * 2 - 1
-    axis = -1.0 + (2.0 * torch.arange(size, dtype=torch.float64) + 1.0) / size
-    grid = torch.meshgrid(axis, axis, indexing="ij")
-    return torch.stack([g.reshape(-1) for g in grid], -1).float(), values, (size, size)
-
-
-def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> float:
-    """``10 log10(data_range^2 / MSE)`` in dB."""
-    mse = float(((prediction.double() - target.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
-
-
-# -- training ---------------------------------------------------------------------------------------
-def exact_batchnorm_statistics(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """Set every BatchNorm's running statistics to the exact full-batch ones, so that ``eval()``
-    reproduces the training-mode output on ``x`` (running variance stored biased, as normalised)."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.training) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: one batch gives that batch's statistics
-        m.train()
-    n = x.shape[0]
-    with torch.no_grad():
-        model(x)
-    for m, (momentum, training) in zip(bns, saved):
-        m.running_var.mul_((n - 1) / n)  # torch stores the unbiased variance; training used the biased
-        m.momentum = momentum
-        m.train(training)
+    s = image(name, size=size)
+    return s.coords, s.values, tuple(s.grid_shape)
 
 
 def train_qiren_image(coords: torch.Tensor, values: torch.Tensor, *, hidden_features: int = 8,
                       hidden_layers: int = 2, spectrum_layers: int = 2, steps: int = 500, lr: float = 1e-2,
                       seed: int = 0, device="cpu") -> tuple[torch.nn.Module, list[float]]:
-    """A QIREN trained on ``(coords, values)`` by full-batch Adam (MSE) with a cosine learning rate;
-    returns the model in ``eval()`` mode with exact BatchNorm statistics, and the PSNR every step."""
+    """A QIREN trained on ``(coords, values)`` by :func:`qlite.fit.fit` (full-batch Adam on the MSE, cosine
+    learning rate, exact BatchNorm statistics at the end); returns the model in ``eval()`` mode and the
+    training PSNR of every epoch."""
+    from qlite.fit import fit
     from qlite.layers import QIREN
 
-    torch.manual_seed(seed)
     model = QIREN(coords.shape[1], values.shape[1], hidden_features, hidden_layers, spectrum_layers,
-                  generator=torch.Generator().manual_seed(seed)).to(device)
-    x, y = coords.to(device), values.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    history = []
-    for step in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append(10 * math.log10(4.0 / max(loss.item(), 1e-30)))
-        if step % 100 == 0 or step == steps - 1:
-            log.info("step %d: PSNR %.2f dB", step, history[-1])
-    exact_batchnorm_statistics(model, x)
-    model.eval()
-    return model, history
+                  generator=torch.Generator().manual_seed(seed))
+    res = fit(model, (coords, values), epochs=steps, lr=lr, schedule="cosine", seed=seed, device=device,
+              progress=False)
+    history = [10 * math.log10(4.0 / max(loss, 1e-30)) for loss in res.history["loss"]]  # data range 2
+    return res.model.eval(), history
 
 
 # -- evaluation on another backend ------------------------------------------------------------------
@@ -122,11 +70,6 @@ def with_backend(model: torch.nn.Module, make_backend) -> torch.nn.Module:
     for i, layer in enumerate(layers):
         layer.backend = make_backend(i)
     return clone
-
-
-def predict(model: torch.nn.Module, coords: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(coords)
 
 
 def _evaluate(model, coords, target, make_backend, repeats: int, seed: int = 0) -> dict:

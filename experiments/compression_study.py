@@ -1,6 +1,6 @@
 """The issue-6 study (sparsity, low-rank, KV cache, GQA, distillation) on one model: the KV-cache
 rows and the JSON + Markdown results (used by ``experiments/sparsity_lowrank.py``). The weight-
-compression rows go through :func:`qlite.classical.benchmark.run_suite` like the quantization study."""
+compression rows go through :func:`compression_suite.run_suite` like the quantization study."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .benchmark import Suite
-from .evaluation import machine_info, results_markdown, write_json
-from .kvcache import h2o_cache, sink_cache, streaming_perplexity
+from compression_suite import Suite
+from qlite.classical.evaluation import results_markdown
+from qlite.classical.kvcache import h2o_cache, sink_cache, streaming_perplexity
+from study_io import machine_info, normalize_machine, write_results
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,9 @@ def write_study_results(stem: str | Path, *, title: str, setup: dict, suite: Sui
                         machine: dict | None = None) -> None:
     """Write ``stem.json`` and ``stem.md``: the compression rows, the KV-cache rows, the targets, notes."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    meta = machine or machine_info()
-    write_json(stem.with_suffix(".json"), {"title": title, "machine": meta, "setup": setup, "rows": suite.rows,
-                                           "failures": suite.failures, "kv_cache": kv_rows, "targets": targets,
-                                           "notes": notes, **(extra or {})})
+    meta = normalize_machine(machine or machine_info())
+    payload = {"title": title, "machine": meta, "setup": setup, "rows": suite.rows, "failures": suite.failures,
+               "kv_cache": kv_rows, "targets": targets, "notes": notes, **(extra or {})}
     L = [f"# {title}", "", f"Measured {meta['date']} on {meta['cpu']} ({meta['cpu_count']} cores, "
          f"{meta['torch_threads']} torch threads)" + (f", GPU {meta['cuda_device']}" if meta["cuda_device"] else ", no GPU")
          + f"; torch {meta['torch']}, transformers {meta['transformers']}.", "", "## Setup", ""]
@@ -110,15 +109,15 @@ def write_study_results(stem: str | Path, *, title: str, setup: dict, suite: Sui
     for k, v in (extra or {}).items():
         L += ["", f"## {k}", "", v if isinstance(v, str) else "```\n" + json.dumps(v, indent=1, default=str) + "\n```"]
     L += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    stem.with_suffix(".md").write_text("\n".join(L) + "\n")
+    write_results(stem.parent, stem.name, "\n".join(L), payload)
 
 
 def write_kernel_results(stem: str | Path, rows: list[dict], *, setup: dict, machine: dict | None = None,
                          notes: list[str] = ()) -> None:
     """``stem.json`` / ``stem.md`` for the 2:4 kernel timing (a GPU run)."""
     stem = Path(stem)
-    meta = machine or machine_info()
-    write_json(stem.with_suffix(".json"), {"machine": meta, "setup": setup, "rows": rows, "notes": list(notes)})
+    meta = normalize_machine(machine or machine_info())
+    payload = {"machine": meta, "setup": setup, "rows": rows, "notes": list(notes)}
     L = ["# 2:4 semi-structured sparse kernels: SwiGLU MLP matmuls, dense vs 2:4", "",
          f"Measured {meta['date']} on GPU {meta['cuda_device']} (host CPU {meta['cpu']}); torch {meta['torch']}.", "",
          "Random weights of the given shapes (SmolLM2-135M's, and larger models' for context) pruned 2:4 by magnitude (no model file needed); median of CUDA-event "
@@ -129,4 +128,4 @@ def write_kernel_results(stem: str | Path, rows: list[dict], *, setup: dict, mac
     L += ["", kernel_markdown(rows), ""]
     if notes:
         L += ["## Notes", "", *[f"- {n}" for n in notes], ""]
-    stem.with_suffix(".md").write_text("\n".join(L) + "\n")
+    write_results(stem.parent, stem.name, "\n".join(L), payload)

@@ -1,11 +1,11 @@
 """One benchmark row per simulator backend for the QIREN image model, in the simulator benchmark's
-format (``qlite.bench_simulator``): ms per training step where the backend trains, ms per forward
+format (``simulator_bench``): ms per training step where the backend trains, ms per forward
 otherwise.
 
 The model is the paper's image QIREN (2 inputs, 8 qubits, 2 hidden layers, 2 re-uploads, 2 sub-layers,
 CZ, RZ) with every ``QuantumLayer`` on the named backend; the step is the benchmark's own
-(``qlite.bench.training_step``: forward, MSE, backward, Adam, full batch), timed by
-``qlite.bench.time_call`` (warm-up runs first, so JAX's compilation stays out of the figure).
+(``bench_common.training_step``: forward, MSE, backward, Adam, full batch), timed by
+``qlite.timing.time_call`` (warm-up runs first, so JAX's compilation stays out of the figure).
 
 Modes: ``"step"`` for ``torch``, ``pennylane`` and ``jax`` (a real backward: adjoint, backprop /
 adjoint, reverse-mode AD); ``"forward"`` for ``qiskit``, whose parameter-shift backward costs two
@@ -35,14 +35,14 @@ def time_backend(name: str, points: int, *, device="cpu", dtype: torch.dtype = t
         device, dtype: where and in which precision the torch model lives.
         mode: ``"step"`` (forward + backward + Adam) or ``"forward"`` (inference, ``torch.no_grad``);
             default by backend (:data:`DEFAULT_MODE`).
-        repeats, warmup, max_seconds: passed to ``qlite.bench.time_call``.
+        repeats, warmup, max_seconds: passed to ``qlite.timing.time_call``.
         hidden_features: qubits per hybrid layer (8 in the paper).
         backend_options: passed to the backend (e.g. ``{"device": "lightning.qubit"}`` for PennyLane,
             ``{"shots": 1000}`` for Qiskit); a dict, since ``device`` here is the torch device.
 
     Returns:
         A row ``{"impl": "backend:<name>", "qubits", "points", "strategy": mode, "ms", "ms_min",
-        "ms_max", "runs", "mode", "dtype", "options"}`` that ``qlite.bench_simulator.to_markdown``
+        "ms_max", "runs", "mode", "dtype", "options"}`` that ``simulator_bench.to_markdown``
         prints; ``{"impl", "qubits", "points", "strategy", "error"}`` where the backend is missing.
 
     Example:
@@ -50,7 +50,8 @@ def time_backend(name: str, points: int, *, device="cpu", dtype: torch.dtype = t
         >>> row["impl"], row["mode"]
         ('backend:torch', 'step')
     """
-    from qlite.bench import time_call, training_step
+    from bench_common import training_step
+    from qlite.timing import time_call
     from qlite.layers import QIREN
 
     backend_options = dict(backend_options or {})

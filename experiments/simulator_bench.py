@@ -12,9 +12,11 @@ import logging
 
 import torch
 
-from qlite.bench import ceilings, graphed_training_step, machine_info, quantum_model_cost, time_call, training_step
+from bench_common import ceilings, graphed_training_step, quantum_model_cost, training_step
 from qlite.layers import QIREN
 from qlite.runtime import tune_cpu_allocator
+from qlite.timing import time_call
+from study_io import machine_info, normalize_machine
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
         pennylane: bool = True, pennylane_max_points: int | None = None, repeats: int = 5,
         max_seconds: float = 60.0, strategies=("auto",), seed: int = 0, backends=(),
         backend_points=(1024,)) -> dict:
-    """Run both cases, then one row per simulator backend in ``backends`` (``qlite.bench_backends``:
+    """Run both cases, then one row per simulator backend in ``backends`` (``backend_bench``:
     ms per step where the backend trains, per forward otherwise) at ``backend_points``; returns
     ``{"machine": ..., "ceilings": ..., "rows": [...]}``."""
     device = torch.device(device)
@@ -99,7 +101,7 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
             rows.append(_row("qlite", n, qubit_points, t, model, ceil, strategy))
             log.info("qlite %d qubits %d points (%s): %.2f ms", n, qubit_points, strategy, t["ms"])
     if backends:
-        from qlite.bench_backends import backend_rows
+        from backend_bench import backend_rows
 
         for r in backend_rows(tuple(backends), backend_points, device=device, repeats=max(1, repeats // 2),
                               max_seconds=max_seconds, seed=seed):
@@ -118,8 +120,8 @@ def _ratios(rows: list[dict]) -> None:
 
 
 def to_markdown(result: dict) -> str:
-    m, c = result["machine"], result["ceilings"]
-    where = m.get("card") or f"{m['cpu']} ({m['torch_threads']} threads)"
+    m, c = normalize_machine(result["machine"]), result["ceilings"]
+    where = m.get("cuda_device") or f"{m['cpu']} ({m['torch_threads']} threads)"
     lines = [
         f"### {where} — {m['date']}",
         "",

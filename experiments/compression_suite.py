@@ -1,5 +1,6 @@
-"""Run a list of recipes against one model with the fixed evaluation protocol, check targets, and
-write the JSON + Markdown results (used by ``experiments/quantization.py``)."""
+"""Run a list of recipes against one model with the library's evaluation protocol
+(:func:`qlite.classical.evaluate`), check targets, and write the JSON + Markdown results (the
+compression studies: ``quantization.py``, ``sparsity_lowrank.py``)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .compress import compress
-from .config import CompressionConfig
-from .evaluation import evaluate, machine_info, results_markdown, write_json
-from .transform import state_bytes
+from qlite.classical import CompressionConfig, compress, evaluate, state_bytes
+from qlite.classical.evaluation import results_markdown
+from study_io import machine_info, normalize_machine, write_results
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,9 @@ def write_results(stem: str | Path, *, title: str, setup: dict, suite: Suite, ta
     """Write ``stem.json`` and ``stem.md`` (``machine``: the record of where the rows were measured;
     default: this machine, now)."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    meta = machine or machine_info()
+    meta = normalize_machine(machine or machine_info())
     payload = {"title": title, "machine": meta, "setup": setup, "rows": suite.rows, "failures": suite.failures,
                "targets": targets, "crosschecks": agreement, "backends": backends, "notes": notes, **(extra or {})}
-    write_json(stem.with_suffix(".json"), payload)
     L = [f"# {title}", "", f"Measured {meta['date']} on {meta['cpu']} ({meta['cpu_count']} cores, "
          f"{meta['torch_threads']} torch threads)" + (f", GPU {meta['cuda_device']}" if meta["cuda_device"] else ", no GPU")
          + f"; torch {meta['torch']}, transformers {meta['transformers']}, torchao {meta['torchao']}, "
@@ -176,4 +174,4 @@ def write_results(stem: str | Path, *, title: str, setup: dict, suite: Suite, ta
         for k, v in extra.items():
             L += ["", f"## {k}", "", "```", json.dumps(v, indent=1, default=str), "```"]
     L += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    stem.with_suffix(".md").write_text("\n".join(L) + "\n")
+    write_results(stem.parent, stem.name, "\n".join(L), payload)
