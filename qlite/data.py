@@ -98,8 +98,10 @@ class Signal:
         values: ``(N, c)`` (or ``(N,)``, taken as one channel) floating tensor of targets.
         grid_shape: the grid the points form, row-major (``(H, W)`` for an image, ``(T,)`` for
             audio), or ``None`` for scattered points. ``prod(grid_shape)`` must equal ``N``.
-        data_range: nominal range of the values (``2.0`` for values normalised to ``[-1, 1]``),
-            used by PSNR and SSIM.
+        data_range: nominal range of the values, used by PSNR and SSIM. ``None`` (default) means
+            ``2.0`` for values within ``[-1, 1]`` (qlite's normalisation) and is refused for values
+            outside it (e.g. 0-255 pixels): PSNR with an assumed range of 2 would be wrong by
+            ~42 dB, so such data must say its range (``data_range=255``).
         meta: JSON-able description of the source (kind, file, size, ...).
 
     Raises:
@@ -111,7 +113,7 @@ class Signal:
     coords: torch.Tensor
     values: torch.Tensor
     grid_shape: tuple[int, ...] | None = None
-    data_range: float = 2.0
+    data_range: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -144,6 +146,15 @@ class Signal:
             object.__setattr__(self, "grid_shape", shape)
             if math.prod(shape) != coords.shape[0]:
                 raise ValueError(f"grid_shape {shape} holds {math.prod(shape)} points but the signal has {coords.shape[0]}")
+        if self.data_range is None:
+            lo, hi = float(values.min()), float(values.max())
+            if lo < -1 - 1e-6 or hi > 1 + 1e-6:
+                raise ValueError(f"the values span [{lo:.4g}, {hi:.4g}], outside [-1, 1] where the default PSNR range of 2 "
+                                 f"applies; pass data_range= (the span of the values' scale, e.g. 255 for 8-bit data or "
+                                 f"{hi - lo:.4g} for this span) or normalise the values to [-1, 1]")
+            object.__setattr__(self, "data_range", 2.0)
+        if isinstance(self.data_range, bool) or not isinstance(self.data_range, (int, float, np.floating, np.integer)):
+            raise TypeError(f"data_range must be a number, got {self.data_range!r}")
         dr = float(self.data_range)
         if not math.isfinite(dr) or dr <= 0:
             raise ValueError(f"data_range must be a positive finite number, got {self.data_range!r}")
@@ -215,7 +226,9 @@ def _load_image_array(source) -> tuple[np.ndarray, str]:
         try:
             return np.asarray(io.imread(str(path))), str(path)
         except Exception as err:  # imageio/PIL raise many types for a corrupt or non-image file
-            raise ValueError(f"could not read image file {str(path)!r}: {err}") from err
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{str(path)!r} is not an image file scikit-image can read (PNG, JPEG, TIFF, BMP, ...): "
+                             f"{reason}; pass an image file, a bundled image name or an array") from err
     if isinstance(source, str) and source in SKIMAGE_IMAGES:
         data = _require("skimage.data")
         return np.asarray(getattr(data, source)()), source
@@ -319,11 +332,15 @@ def audio(path, start: int | None = None, stop: int | None = None, step: int = 1
         raise FileNotFoundError(f"audio file {str(path)!r} not found")
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 1:
         raise ValueError(f"step must be a positive int, got {step!r}")
+    for name, bound in (("start", start), ("stop", stop)):
+        if bound is not None and (not isinstance(bound, (int, np.integer)) or isinstance(bound, bool)):
+            raise TypeError(f"{name} must be an int sample index or None, got {bound!r}; e.g. audio(path, 20000, 25000, 5)")
     wavfile = _require("scipy.io.wavfile")
     try:
         rate, data = wavfile.read(str(path))
     except Exception as err:  # scipy raises ValueError/struct.error/... for a bad file
-        raise ValueError(f"could not read WAV file {str(path)!r}: {err}") from err
+        raise ValueError(f"could not read WAV file {str(path)!r}: the file is truncated or not a WAV (RIFF/WAVE) file "
+                         f"({type(err).__name__}: {err}); pass a complete .wav file") from err
     unsigned = data.dtype == np.uint8  # 8-bit WAV is unsigned, silence at 128
     data = np.asarray(data, dtype=np.float64)
     if unsigned:

@@ -60,7 +60,7 @@ def test_image_bad_input(tmp_path):
         data.image(tmp_path / "missing.png")
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image at all")
-    with pytest.raises(ValueError, match="could not read image file"):
+    with pytest.raises(ValueError, match="is not an image file scikit-image can read"):
         data.image(bad)
     with pytest.raises(ValueError, match="size must be a positive int"):
         data.image("camera", size=0)
