@@ -250,3 +250,12 @@ def test_checkpoints_by_wall_time(tmp_path, signal):
     finally:
         loop.ckpt_io.save_checkpoint = real
     assert seen == [1, 2, 3, 4]  # every epoch took longer than 1e-9 s
+
+
+def test_a_mismatched_checkpoint_names_the_differing_setting(tmp_path, signal):
+    fit(MLP(2, 1, 4, activation="relu"), signal, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError) as err:
+        fit(MLP(2, 1, 4, activation="tanh"), signal, checkpoint_dir=tmp_path, resume=True, epochs=2)
+    msg = str(err.value)
+    assert "activation='relu'" in msg and "activation='tanh'" in msg
+    assert "Sequential" not in msg and "BatchNorm1d" not in msg  # the differing lines, not the whole model
