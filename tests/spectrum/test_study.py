@@ -39,6 +39,32 @@ def test_quick_study_writes_report(tmp_path, shared_data):
     text = (tmp_path / "spectrum.md").read_text()
     assert "What is exact and what is a bound" in text and "load average" in text.lower()
     assert "stand-in" not in text and "qlite.fit" in text
+    _numbers_are_right(summary, saved, text)
+
+
+def _numbers_are_right(summary, saved, text):
+    """The figures themselves, against closed forms and against each other (the JSON, the report)."""
+    import math
+
+    # spectrum sizes: the closed forms of the three scalings (Schuld et al. 2021; Shin et al. 2023)
+    for r in summary["sizes"]["table"]:
+        d, L = r["d"], r["L"]
+        assert (r["unit"], r["ternary"], r["bound"]) == (2 * d * L + 1, (3**d - 1) * L + 1, (2 * L + 1) ** d)
+    # a real output: c_{-k} = conj(c_k), so the mean |c| over initialisations is point-symmetric
+    mags = summary["distribution"]["mean_abs_centred"]
+    n = len(mags)
+    assert n == 5 and all(abs(mags[i][j] - mags[n - 1 - i][n - 1 - j]) < 1e-6 for i in range(n) for j in range(n))
+    assert mags[2][2] < max(max(row) for row in mags)  # not a constant: the layer carries frequencies
+    for r in summary["image"]["models"].values():
+        assert r["psnr_db"] == pytest.approx(10 * math.log10(4 / r["mse"]), rel=1e-9)  # data range 2
+        assert 0 < r["mse_low"] and 0 < r["mse_high"] and r["psnr_db"] > 10  # trained, not a constant
+        assert f"| {r['psnr_db']:.2f} |" in text  # the report prints the measured value
+        assert r["loss_history"][-1][1] < r["loss_history"][0][1]
+    for k, t in summary["timing"].items():
+        if k.startswith("threads_"):
+            assert t["min_s"] <= t["median_s"] <= t["max_s"] and t["median_s"] > 0
+            assert f"{t['median_s']:.4f}" in text
+    assert saved["image"]["models"]["QIREN"]["psnr_db"] == summary["image"]["models"]["QIREN"]["psnr_db"]
 
 
 def test_config_validation():
