@@ -17,7 +17,8 @@ from torch import nn
 
 from qlite.classical import CompressionConfig, compress, evaluate, state_bytes
 from qlite.classical.evaluation import results_markdown
-from study_io import machine_info, normalize_machine, write_results
+import study_io
+from study_io import machine_info, normalize_machine
 
 log = logging.getLogger(__name__)
 
@@ -174,4 +175,4 @@ def write_results(stem: str | Path, *, title: str, setup: dict, suite: Suite, ta
         for k, v in extra.items():
             L += ["", f"## {k}", "", "```", json.dumps(v, indent=1, default=str), "```"]
     L += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    write_results(stem.parent, stem.name, "\n".join(L), payload)
+    study_io.write_results(stem.parent, stem.name, "\n".join(L), payload)
