@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from . import ops
-from .runops import Chunk, ChunkBlocks, Dense, Diagonal, Encode, Permute, check_ops
+from .runops import Chunk, ChunkBlocks, Dense, Diagonal, Encode, Permute, RealChunk, RealChunkBlocks, check_ops
 
 PRECISIONS = ("ieee", "tf32x3", "tf32")
 
@@ -101,8 +101,8 @@ def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: i
             if not subs or subs[-1][2] is not None:
                 subs.append([None, None, None])
             subs[-1][2] = op.sign.real
-        elif isinstance(op, (Permute, ChunkBlocks, Dense, Diagonal)):
-            return None  # a permutation, folded chunk, dense matrix or trainable diagonal: not this kernel's
+        elif isinstance(op, (Permute, ChunkBlocks, Dense, Diagonal, RealChunk, RealChunkBlocks)):
+            return None  # a permutation, folded chunk, dense matrix, trainable diagonal, real chunk: not this kernel's
         else:
             raise TypeError(f"the fused planner does not know the run operation {type(op).__name__}")
     if not segs:

@@ -22,7 +22,7 @@ import os
 import torch
 
 from . import fused as fused_path
-from . import ops
+from . import ops, realry
 from .circuit import Circuit, PauliWord, validate_call
 from .compile import Program, compile_circuit
 from .gates import complex_dtype
@@ -31,7 +31,7 @@ from .runops import Chunk, ChunkBlocks, Dense, Encode, Env, Grads, Permute, appl
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "dense", "factored", "autograd")
+STRATEGIES = ("auto", "dense", "factored", "realry", "autograd")
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -165,7 +165,8 @@ class NativeBackend:
 
     Args:
         strategy: ``"auto"`` (by qubit count and device), ``"dense"`` (one GEMM per static
-            segment), ``"factored"`` (Kronecker chunks and signed permutations) or
+            segment), ``"factored"`` (Kronecker chunks and signed permutations), ``"realry"``
+            (merged diagonal phases and real RY Kronecker chunks, ``realry.py``) or
             ``"autograd"`` (plain autograd through the dense forward; a reference for tests).
         chunk: qubits per Kronecker chunk in the factored strategy (default: the two halves).
         check_memory: estimate the bytes needed before allocating and raise if they exceed what
@@ -217,6 +218,13 @@ class NativeBackend:
         if prog is None:
             prog = self._programs[circuit] = compile_circuit(circuit)
         return prog
+
+    def _real_layout(self, prog: Program, lay: Layout, device, rdtype) -> realry.RealLayout:
+        key = ("realry", id(prog), str(device), rdtype)
+        real = self._layouts.get(key)
+        if real is None:
+            real = self._layouts[key] = realry.make_real_layout(prog, lay, device, rdtype)
+        return real
 
     def _layout(self, prog: Program, device, rdtype) -> Layout:
         key = (id(prog), str(device), rdtype)
@@ -297,14 +305,14 @@ class NativeBackend:
         with torch.no_grad():
             run, _, _, tensors, strategy = self._prepare(circuit, w, x, strategy="factored" if fused else None,
                                                          fold_diagonals=False)
-        if fused or strategy in ("dense", "autograd"):
+        if fused or strategy in ("dense", "autograd", "realry"):
             return run.ops
         return self._fold_diagonals(run.ops, tensors, circuit.n_qubits, batch)
 
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
             return False
-        if self.strategy == "autograd" or (self.fused == "auto" and self.strategy == "dense"):
+        if self.strategy == "autograd" or (self.fused == "auto" and self.strategy in ("dense", "realry")):
             return False  # an explicit strategy is honoured (autograd: for second derivatives)
         # "auto" only where fused was measured faster than unfused (8 and 9 qubits on an H200,
         # experiments/results/tune_fused.md); fused=True runs it up to 10 qubits
@@ -354,6 +362,12 @@ class NativeBackend:
         if self.check_memory and dense and not capturing:
             self._check_memory(n, x.shape[0], rdtype, device, training, len(prog.encodings))
         lay = self._layout(prog, device, rdtype)
+        if strategy == "realry":
+            if not realry.supports(prog):  # every gate of the description has a decomposition: an invariant
+                raise ValueError("strategy='realry' cannot decompose a gate of this circuit; use 'factored'")
+            psi0, run_ops, tensors = realry.build_run(self._real_layout(prog, lay, device, rdtype), lay, weights,
+                                                      keep_trailing, x.shape[0])
+            return _Run(run_ops, lay, n, circuit.n_observables, cdtype), x, psi0, tensors, strategy
         chunk_mats, crz = build(lay, weights)
         tensors = [*chunk_mats, *crz]
         seg_ops = lay.segments

@@ -61,6 +61,48 @@ def chunk_grad_blocks(phi_out: torch.Tensor, psi_in: torch.Tensor, before: int, 
     return torch.stack([phi3[h] @ psi3[h].mH for h in range(lead)]) if lead <= 64 else phi3 @ psi3.mH
 
 
+def apply_real_chunk(x: torch.Tensor, mat: torch.Tensor, before: int, width: int) -> torch.Tensor:
+    """Like :func:`apply_chunk` for a *real* matrix: the complex state is viewed as real numbers
+    ``(2**n, B, 2)``, so the product is a real GEMM with twice the columns (half the real
+    arithmetic of a complex GEMM)."""
+    dim, batch = x.shape
+    k = 1 << width
+    xr = torch.view_as_real(x)
+    if before == 0:
+        out = mat @ xr.reshape(k, -1)
+    else:
+        lead = 1 << before
+        out = torch.bmm(mat.expand(lead, k, k), xr.reshape(lead, k, -1))
+    return torch.view_as_complex(out.reshape(dim, batch, 2))
+
+
+def real_chunk_grad(phi_out: torch.Tensor, psi_in: torch.Tensor, before: int, width: int) -> torch.Tensor:
+    """``G[i, j] = Re sum phi_out[.., i, ..] * conj(psi_in[.., j, ..])`` (real), as one real GEMM of
+    the real views (``re * re + im * im``)."""
+    k = 1 << width
+    phi_r, psi_r = torch.view_as_real(phi_out), torch.view_as_real(psi_in)
+    if before == 0:
+        return phi_r.reshape(k, -1) @ psi_r.reshape(k, -1).T
+    lead = 1 << before
+    # one batched GEMM (the transpose of a real operand is a BLAS flag, not a copy), then the sum
+    return torch.bmm(phi_r.reshape(lead, k, -1), psi_r.reshape(lead, k, -1).transpose(1, 2)).sum(0)
+
+
+def apply_real_chunk_blocks(x: torch.Tensor, mats: torch.Tensor, before: int, width: int) -> torch.Tensor:
+    """:func:`apply_real_chunk` with one real matrix per leading block, ``(2**before, 2**w, 2**w)``."""
+    dim, batch = x.shape
+    out = torch.bmm(mats, torch.view_as_real(x).reshape(1 << before, 1 << width, -1))
+    return torch.view_as_complex(out.reshape(dim, batch, 2))
+
+
+def real_chunk_grad_blocks(phi_out: torch.Tensor, psi_in: torch.Tensor, before: int, width: int) -> torch.Tensor:
+    """Per leading block h: ``G[h] = Re(phi_out[h] @ psi_in[h]^H)``, ``(2**before, 2**w, 2**w)`` real."""
+    lead, k = 1 << before, 1 << width
+    phi3 = torch.view_as_real(phi_out).reshape(lead, k, -1)
+    psi3 = torch.view_as_real(psi_in).reshape(lead, k, -1)
+    return torch.bmm(phi3, psi3.transpose(1, 2))
+
+
 def apply_monomial(x: torch.Tensor, perm: torch.Tensor | None, sign: torch.Tensor) -> torch.Tensor:
     """``out[k] = sign[k] * x[perm[k]]`` for every column."""
     if perm is not None:

@@ -114,6 +114,67 @@ class Chunk(RunOp):
 
 
 @dataclass(frozen=True, eq=False)
+class RealChunk(RunOp):
+    """A *real* matrix ``tensors[t][i]`` (a Kronecker product of RY factors) on wires
+    ``before .. before+width-1``; its inverse is its transpose."""
+
+    before: int
+    width: int
+    t: int
+    i: int
+    kind: ClassVar[str] = "rchunk"
+
+    def apply(self, state, tensors, env=None):
+        return ops.apply_real_chunk(state, tensors[self.t][self.i], self.before, self.width)
+
+    def adjoint(self, state, tensors, env=None):
+        return ops.apply_real_chunk(state, tensors[self.t][self.i].T, self.before, self.width)
+
+    def backward(self, psi, phi, tensors, env, grads, psi_in=None):
+        adj = tensors[self.t][self.i].T
+        if psi_in is None:
+            psi_in = ops.apply_real_chunk(psi, adj, self.before, self.width)
+        if grads.need[self.t]:
+            if grads.tensors[self.t] is None:
+                grads.tensors[self.t] = torch.zeros_like(tensors[self.t])
+            # a real matrix: dL/dK = 2 Re(phi psi_in^H)
+            grads.tensors[self.t][self.i] += 2 * ops.real_chunk_grad(phi, psi_in, self.before, self.width)
+        return psi_in, ops.apply_real_chunk(phi, adj, self.before, self.width)
+
+    def cost(self, n_qubits, batch, item_bytes):
+        # a real multiply-add on each of the two parts: 4 real FLOPs per complex amplitude and row
+        return _gemm_cost(4.0 * (1 << n_qubits) * batch * (1 << self.width), n_qubits, batch, item_bytes)
+
+
+@dataclass(frozen=True, eq=False)
+class RealChunkBlocks(RunOp):
+    """One *real* matrix ``tensors[t][h]`` per leading block ``h`` (a real chunk with a real
+    diagonal, e.g. a CZ ring's signs, folded in)."""
+
+    before: int
+    width: int
+    t: int
+    kind: ClassVar[str] = "rchunkb"
+
+    def apply(self, state, tensors, env=None):
+        return ops.apply_real_chunk_blocks(state, tensors[self.t], self.before, self.width)
+
+    def adjoint(self, state, tensors, env=None):
+        return ops.apply_real_chunk_blocks(state, tensors[self.t].transpose(1, 2), self.before, self.width)
+
+    def backward(self, psi, phi, tensors, env, grads, psi_in=None):
+        adj = tensors[self.t].transpose(1, 2)
+        if psi_in is None:
+            psi_in = ops.apply_real_chunk_blocks(psi, adj, self.before, self.width)
+        if grads.need[self.t]:
+            grads.tensors[self.t] = 2 * ops.real_chunk_grad_blocks(phi, psi_in, self.before, self.width)
+        return psi_in, ops.apply_real_chunk_blocks(phi, adj, self.before, self.width)
+
+    def cost(self, n_qubits, batch, item_bytes):
+        return _gemm_cost(4.0 * (1 << n_qubits) * batch * (1 << self.width), n_qubits, batch, item_bytes)
+
+
+@dataclass(frozen=True, eq=False)
 class ChunkBlocks(RunOp):
     """One matrix ``tensors[t][h]`` per leading block ``h`` of the wires before the chunk (a chunk
     with a diagonal folded in)."""
@@ -293,5 +354,5 @@ def check_ops(run_ops) -> None:
                             f"run operations are the classes of qlite.simulators.runops")
 
 
-__all__ = ["Chunk", "ChunkBlocks", "Dense", "Diagonal", "Encode", "Env", "Grads", "Permute", "RunOp", "apply_all",
+__all__ = ["Chunk", "ChunkBlocks", "RealChunk", "RealChunkBlocks", "Dense", "Diagonal", "Encode", "Env", "Grads", "Permute", "RunOp", "apply_all",
            "check_ops"]

@@ -37,7 +37,7 @@ def test_batch_shapes_match_pennylane(shape):
     assert gx.shape == x.shape and (gx - gx_ref).abs().max() < 1e-8
 
 
-@pytest.mark.parametrize("strategy", ["dense", "factored"])
+@pytest.mark.parametrize("strategy", ["dense", "factored", "realry"])
 def test_gradients_against_finite_differences_float64(strategy):
     circuit = reuploading_circuit(3, 2, 1, "cnot", "ry")
     backend = NativeBackend(strategy=strategy, chunk=2)
@@ -46,7 +46,8 @@ def test_gradients_against_finite_differences_float64(strategy):
     assert torch.autograd.gradcheck(lambda w, x: backend(circuit, w, x), (w, x), eps=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("strategy,chunk", [("dense", None), ("factored", None), ("factored", 1), ("factored", 3)])
+@pytest.mark.parametrize("strategy,chunk", [("dense", None), ("factored", None), ("factored", 1), ("factored", 3),
+                                            ("realry", None), ("realry", 3)])
 def test_state_norm_stays_one(strategy, chunk):
     circuit = reuploading_circuit(6, 3, 2, "cz", "rx")
     w = torch.rand(circuit.n_weights) * 6
@@ -61,7 +62,8 @@ def test_strategies_and_chunkings_agree():
     w = torch.rand(circuit.n_weights, dtype=torch.float64) * 6
     x = torch.randn(9, 7, dtype=torch.float64)
     ref = NativeBackend(strategy="autograd")(circuit, w, x)
-    for strategy, chunk in [("dense", None), ("factored", None), ("factored", 1), ("factored", 2), ("factored", 5)]:
+    for strategy, chunk in [("dense", None), ("factored", None), ("factored", 1), ("factored", 2), ("factored", 5),
+                            ("realry", None), ("realry", 1), ("realry", 3)]:
         assert (NativeBackend(strategy=strategy, chunk=chunk)(circuit, w, x) - ref).abs().max() < 1e-12
 
 
@@ -145,7 +147,7 @@ def test_half_precision_is_refused_with_the_fix():
         QuantumLayer(2).half()(torch.zeros(2, 2))
 
 
-@pytest.mark.parametrize("strategy", ["dense", "factored"])
+@pytest.mark.parametrize("strategy", ["dense", "factored", "realry"])
 def test_stored_and_recomputed_backward_agree(strategy):
     circuit = reuploading_circuit(5, 2, 2, "cnot", "rx")
     w = torch.rand(circuit.n_weights, dtype=torch.float64, requires_grad=True)

@@ -13,7 +13,7 @@ from tests.backends.seeds import case_seeds  # noqa: E402
 
 from .pl_reference import pennylane_expvals  # noqa: E402
 
-STRATEGIES = ["dense", "factored"]
+STRATEGIES = ["dense", "factored", "realry"]
 SEEDS = case_seeds("native_vs_pennylane", 8)
 CASES = [pytest.param(case, id=f"case{case}-seed{seed}") for case, seed in enumerate(SEEDS)]
 

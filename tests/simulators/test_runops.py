@@ -17,6 +17,10 @@ def _unitary(k, g):
     return torch.linalg.qr(a)[0]
 
 
+def _orthogonal(k, g):
+    return torch.linalg.qr(torch.randn(k, k, dtype=torch.float64, generator=g))[0]
+
+
 def _cases(g):
     """(operation, tensors, env) for every kind, on 4 qubits."""
     dim = 1 << N
@@ -38,10 +42,13 @@ def _cases(g):
         (runops.Diagonal(0), [phases], env),
         (runops.Encode(0, sign), [], env),
         (runops.Encode(0, None, offset=0), [offset], env),
+        (runops.RealChunk(0, 2, 0, 1), [torch.stack([_orthogonal(4, g), _orthogonal(4, g)])], env),
+        (runops.RealChunk(1, 3, 0, 0), [_orthogonal(8, g)[None]], env),
+        (runops.RealChunkBlocks(2, 2, 0), [torch.stack([_orthogonal(4, g) for _ in range(4)])], env),
     ]
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(11))
 def test_each_operation_inverts_and_differentiates_itself(case):
     g = torch.Generator().manual_seed(case)
     op, tensors, env = _cases(g)[case]
