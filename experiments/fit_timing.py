@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     from qlite import data
-    from qlite.fit import fit
+    from qlite.training import fit
     from qlite.models import ModelSpec
 
     signal = data.image(args.image, size=args.size)

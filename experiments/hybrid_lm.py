@@ -138,8 +138,8 @@ def ledger_row(model) -> dict:
 
 
 def run_one(arm: str, family: str, make, base, data, ood, lr: float, seed: int, args, device) -> dict:
-    from qlite.fit import fit
-    from qlite.fit.text_loop import score_windows
+    from qlite.training import fit
+    from qlite.training.text_loop import score_windows
 
     model = make(base, seed)
     led = ledger_row(model)

@@ -1,9 +1,9 @@
 """How a trained QIREN image model degrades under finite shots and hardware noise.
 
 The study behind ``experiments/noise.py``: train the paper's image QIREN on a small image with
-:func:`qlite.fit.fit` (full batch, exact BatchNorm statistics at the end), then evaluate the *same*
-trained weights with every ``QuantumLayer`` on another backend (:func:`qlite.fit.predict`,
-:func:`qlite.fit.psnr`):
+:func:`qlite.training.fit` (full batch, exact BatchNorm statistics at the end), then evaluate the *same*
+trained weights with every ``QuantumLayer`` on another backend (:func:`qlite.training.predict`,
+:func:`qlite.training.psnr`):
 
 * finite shots: the native shot mode (``get_backend("torch", shots=N)``, exact multinomial sampling,
   every pixel), cross-checked at a few shot numbers by Qiskit Aer's ``SamplerV2``;
@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from qlite.fit import predict, psnr
+from qlite.training import predict, psnr
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ def load_image(name: str = "camera", size: int = 32) -> tuple[torch.Tensor, torc
 def train_qiren_image(coords: torch.Tensor, values: torch.Tensor, *, hidden_features: int = 8,
                       hidden_layers: int = 2, spectrum_layers: int = 2, steps: int = 500, lr: float = 1e-2,
                       seed: int = 0, device="cpu") -> tuple[torch.nn.Module, list[float]]:
-    """A QIREN trained on ``(coords, values)`` by :func:`qlite.fit.fit` (full-batch Adam on the MSE, cosine
+    """A QIREN trained on ``(coords, values)`` by :func:`qlite.training.fit` (full-batch Adam on the MSE, cosine
     learning rate, exact BatchNorm statistics at the end); returns the model in ``eval()`` mode and the
     training PSNR of every epoch."""
-    from qlite.fit import fit
+    from qlite.training import fit
     from qlite.layers import QIREN
 
     model = QIREN(coords.shape[1], values.shape[1], hidden_features, hidden_layers, spectrum_layers,

@@ -210,7 +210,7 @@ def _figures(results, out: Path, stem: str) -> list[str]:
 
 
 def psnr_of(pred, signal) -> float:
-    from qlite.fit import psnr
+    from qlite.training import psnr
 
     return psnr(pred, signal.values, signal.data_range)
 

@@ -2,7 +2,7 @@
 
 Used by ``experiments/paper_signals.py``. Everything here is a study *definition* (which signals,
 which models, which sweeps) plus the report writer; training, metrics and tables come from
-:mod:`qlite.fit`, :mod:`qlite.compare` and :mod:`qlite.data`.
+:func:`qlite.fit`, :func:`qlite.compare` and :mod:`qlite.data`.
 
 Settings (from the paper and its code, ``qinr/train.py`` and ``qinr/modules.py``): Adam, lr 0.03,
 full batch, 300 epochs, constant learning rate (the code builds a cosine scheduler but never
@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass, field
 
 from qlite import data
-from qlite.compare import Candidate, compare, select_best
+from qlite.comparison import Candidate, compare, select_best
 from qlite.data import Signal
-from qlite.fit import mse, predict, psnr, ssim
+from qlite.training import mse, predict, psnr, ssim
 from qlite.models import ModelSpec, count_parameters
 from study_io import machine_info
 

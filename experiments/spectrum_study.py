@@ -97,7 +97,7 @@ def _spacing(signal) -> float:
 
 
 def _train(model, signal, epochs: int, lr: float, cfg: StudyConfig, device: torch.device):
-    from qlite.fit import fit
+    from qlite.training import fit
 
     result = fit(model, signal, epochs=epochs, lr=lr, seed=cfg.seed, device=device, progress=False)
     hist = result.history
@@ -195,7 +195,7 @@ def _timing(cfg: StudyConfig, device: torch.device) -> dict:
 # -- 4. image --------------------------------------------------------------------------------------------
 def _image(cfg: StudyConfig, device: torch.device):
     from qlite import data
-    from qlite.fit import predict, recompute_batchnorm
+    from qlite.training import predict, recompute_batchnorm
     from qlite.models import ModelSpec, count_parameters
 
     signal = data.image("camera", size=cfg.image_size)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
 
     from qlite import data
-    from qlite.fit import fit
+    from qlite.training import fit
     from qlite.models import ModelSpec
 
     t0 = time.perf_counter()

@@ -5,8 +5,9 @@ for 8 qubits x 1,024 points). glibc serves allocations above its mmap threshold 
 and returns them on free, so every buffer is page-faulted again on first touch; measured on a
 2-core AMD EPYC (2026-11-26), that made one QIREN layer's forward + backward 25 ms instead of 19 ms.
 Raising the mmap threshold (to glibc's maximum, 32 MiB) and the trim threshold keeps freed blocks
-in the heap for reuse. The cost: freed memory is returned to the system later. ``qlite.fit`` calls
-this for CPU runs; the benchmarks call it for every row they time.
+in the heap for reuse. The cost: freed memory is returned to the system later, for the whole
+process, so ``qlite.fit`` calls this only when asked (``tune_allocator=True``; the ``qlite`` command
+line asks, as it owns its process); the benchmarks call it for every row they time.
 """
 
 from __future__ import annotations

@@ -52,10 +52,10 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def run(args) -> dict:
-    from qlite.compare import compare
+    from qlite.comparison import compare
     from qlite.models import ModelSpec
 
-    from qlite.compare import Candidate
+    from qlite.comparison import Candidate
 
     set_threads(args)
     if args.seed is not None:

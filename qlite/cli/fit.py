@@ -250,7 +250,7 @@ def set_threads(args) -> None:
 def run(args) -> dict:
     import os
 
-    from qlite.fit import fit, predict, read_index
+    from qlite.training import fit, predict, read_index
 
     set_threads(args)
     from qlite.models import ModelSpec
@@ -322,7 +322,7 @@ def run(args) -> dict:
         shown, pred_on = (eval_signal, eval_signal) if eval_signal is not None else (signal, signal)
         write_figures(out, shown, predict(result.model, pred_on.coords).cpu(), result.history,
                       f"{spec.label()} on {dspec['source']} ({result.params} parameters)")
-        from qlite.fit.checkpoint import write_text_atomic
+        from qlite.training.checkpoint import write_text_atomic
 
         write_text_atomic(out / "result.json", json.dumps({**summary, "fit": result.to_dict()}, indent=1, default=str))
     return summary

@@ -142,7 +142,7 @@ def run(args, out: Path, stored: dict | None, overrides: dict, seed: int) -> dic
     """The text branch of ``qlite fit`` (``stored``: the CLI record of a run being resumed)."""
     import os
 
-    from qlite.fit import fit
+    from qlite.training import fit
     from qlite.models import count_parameters
 
     spec = stored["text"] if stored else text_spec(args)
@@ -163,7 +163,7 @@ def run(args, out: Path, stored: dict | None, overrides: dict, seed: int) -> dic
         if result.history["step"]:
             _loss_figure(out, result.history, f"{summary['model']} ({summary['adapter']}, ffn {summary['ffn']}) on "
                                               f"{spec['data']['source']}")
-        from qlite.fit.checkpoint import write_text_atomic
+        from qlite.training.checkpoint import write_text_atomic
 
         write_text_atomic(out / "result.json", json.dumps({**summary, "fit": result.to_dict()}, indent=1,
                                                           default=str, allow_nan=True))

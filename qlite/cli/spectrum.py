@@ -112,7 +112,7 @@ def _trained_model(directory):
     statistics recomputed by the fit, and RFF's fixed frequencies, which are buffers) come from the
     safetensors file, verified against its SHA-256 by ``load_checkpoint``.
     """
-    from qlite.fit import load_checkpoint
+    from qlite.training import load_checkpoint
     from qlite.models import ModelSpec
 
     ckpt = load_checkpoint(directory)
@@ -121,7 +121,7 @@ def _trained_model(directory):
     if not isinstance(stored, dict) or "kind" not in stored:
         raise ValueError(f"the checkpoint in {str(directory)!r} stores no model spec (info.cli.model, as `qlite fit` "
                          f"writes, or info.model); rebuild the model yourself, load the weights with "
-                         f"qlite.fit.load_checkpoint and call qlite.spectrum.model_spectrum on it")
+                         f"qlite.training.load_checkpoint and call qlite.spectrum.model_spectrum on it")
     spec = ModelSpec.from_dict(stored)
     sizes = ckpt.info.get("data") or {}
     if not {"in_features", "out_features"} <= set(sizes):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from qlite import QIREN
-from qlite.fit import predict, psnr
-from qlite.fit import recompute_batchnorm as exact_batchnorm_statistics  # the noise study uses the library's
+from qlite.training import predict, psnr
+from qlite.training import recompute_batchnorm as exact_batchnorm_statistics  # the noise study uses the library's
 
 EXPERIMENTS = str(Path(__file__).resolve().parents[2] / "experiments")
 if EXPERIMENTS not in sys.path:

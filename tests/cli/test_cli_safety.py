@@ -65,7 +65,7 @@ def test_no_command_and_unexpected_errors_end_with_a_json_line(capsys, monkeypat
 
 
 def test_an_unwritable_out_fails_before_training(tmp_path, capsys, monkeypatch):
-    import qlite.fit.loop as loop
+    import qlite.training.loop as loop
 
     (tmp_path / "file").write_text("x")
     trained = []

@@ -47,12 +47,12 @@ def test_values_outside_minus_one_one_need_their_range():
     with pytest.raises(ValueError, match=r"span \[0, 245\], outside \[-1, 1\].*data_range="):
         Signal(coords, pixels)
     s = Signal(coords, pixels, data_range=255)
-    from qlite.fit.metrics import psnr
+    from qlite.training.metrics import psnr
 
     noisy = pixels + 1.0
     assert psnr(noisy, pixels, s.data_range) == pytest.approx(20 * math.log10(255))  # MSE 1: 48.1 dB, not 6.0
     assert Signal(coords, pixels / 245 * 2 - 1).data_range == 2.0  # normalised data keeps the default
-    from qlite.fit import fit
+    from qlite.training import fit
     from qlite.models import MLP
 
     with pytest.raises(ValueError, match="data_range="):  # a (coords, values) pair: refused before training

@@ -23,7 +23,7 @@ def case():
 
 
 def main():
-    from qlite.fit import fit
+    from qlite.training import fit
 
     prefix = sys.argv[1]
     torch.set_num_threads(1)

@@ -27,7 +27,7 @@ def case(name):
 
 
 def main():
-    from qlite.fit import fit, predict
+    from qlite.training import fit, predict
 
     prefix, names = sys.argv[1], sys.argv[2:]
     torch.set_num_threads(1)

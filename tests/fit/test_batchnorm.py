@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qlite import QIREN, data
-from qlite.fit import fit, predict, recompute_batchnorm
+from qlite.training import fit, predict, recompute_batchnorm
 from qlite.models import MLP, ModelSpec
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from qlite import data
-from qlite.fit import FitConfig, fit, load_checkpoint, read_index
-from qlite.fit import checkpoint as ckpt_io
+from qlite.training import FitConfig, fit, load_checkpoint, read_index
+from qlite.training import checkpoint as ckpt_io
 from qlite.models import MLP, ModelSpec
 
 pytest.importorskip("safetensors")
@@ -162,7 +162,7 @@ def test_periodic_checkpoints(tmp_path, signal):
         seen.append(kw["epoch"])
         return real(directory, **kw)
 
-    import qlite.fit.loop as loop
+    import qlite.training.loop as loop
 
     orig = loop.ckpt_io.save_checkpoint
     loop.ckpt_io.save_checkpoint = spy
@@ -242,7 +242,7 @@ def test_checkpoints_by_wall_time(tmp_path, signal):
         seen.append(kw["epoch"])
         return real(directory, **kw)
 
-    import qlite.fit.loop as loop
+    import qlite.training.loop as loop
 
     loop.ckpt_io.save_checkpoint = spy
     try:

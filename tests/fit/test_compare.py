@@ -10,7 +10,7 @@ import torch
 
 import qlite
 from qlite import data
-from qlite.compare import Candidate, Comparison, compare, select_best
+from qlite.comparison import Candidate, Comparison, compare, select_best
 from qlite.models import MLP, ModelSpec
 
 

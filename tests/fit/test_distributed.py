@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qlite.fit import fit, predict
-from qlite.fit.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
+from qlite.training import fit, predict
+from qlite.training.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
 
 from .ddp_worker import case
 

@@ -9,7 +9,7 @@ import torch
 
 import qlite
 from qlite import data
-from qlite.fit import FitConfig, fit, predict
+from qlite.training import FitConfig, fit, predict
 from qlite.models import MLP, SIREN, ModelSpec
 
 
@@ -124,7 +124,7 @@ def test_a_growing_loss_stops_the_run_not_only_nan(wave):
 
 
 def test_fit_changes_the_allocator_only_when_asked(wave, monkeypatch):
-    import qlite.fit.loop as loop
+    import qlite.training.loop as loop
 
     calls = []
     monkeypatch.setattr(loop, "tune_cpu_allocator", lambda: calls.append(1) or True)
@@ -135,7 +135,7 @@ def test_fit_changes_the_allocator_only_when_asked(wave, monkeypatch):
 
 
 def test_an_unwritable_checkpoint_dir_fails_before_training(tmp_path, wave, monkeypatch):
-    import qlite.fit.loop as loop
+    import qlite.training.loop as loop
 
     (tmp_path / "file").write_text("not a directory")
     trained = []
@@ -145,18 +145,23 @@ def test_an_unwritable_checkpoint_dir_fails_before_training(tmp_path, wave, monk
     assert trained == []
 
 
-def test_qlite_fit_and_compare_stay_callable_after_submodule_imports():
-    code = ("import qlite, torch, qlite.fit.metrics, qlite.compare; from qlite.models import MLP; "
+def test_qlite_fit_and_compare_are_plain_functions_after_submodule_imports():
+    # no module-class swapping: importing the implementation packages leaves the functions in place
+    code = ("import types, qlite, torch, qlite.training.metrics, qlite.comparison; from qlite.models import MLP; "
             "from qlite.data import function; s = function(lambda x: x[:, 0], 8); "
-            "r = qlite.fit(MLP(1, 1, 2), s, epochs=1); print(type(r).__name__, callable(qlite.compare), "
-            "qlite.FitConfig.__name__)")
+            "r = qlite.fit(MLP(1, 1, 2), s, epochs=1); print(type(r).__name__, "
+            "isinstance(qlite.fit, types.FunctionType), isinstance(qlite.compare, types.FunctionType), "
+            "type(qlite.training).__name__, qlite.FitConfig.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["FitResult", "True", "FitConfig"]
-    assert callable(qlite.fit)
+    assert out.stdout.split() == ["FitResult", "True", "True", "module", "FitConfig"]
+    import qlite.comparison
+    import qlite.training
+
+    assert qlite.fit is qlite.training.fit and qlite.compare is qlite.comparison.compare
 
 
 def test_device_selection():
-    from qlite.fit import resolve_device
+    from qlite.training import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
@@ -168,7 +173,7 @@ def test_device_selection():
 
 
 def test_progress_bar_switches_itself_off_when_output_is_not_a_terminal(capsys, wave):
-    from qlite.fit.device import Progress, progress_enabled
+    from qlite.training.device import Progress, progress_enabled
 
     assert progress_enabled(None) is False  # pytest captures stdout: not a terminal
     assert progress_enabled(True) is True

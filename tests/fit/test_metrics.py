@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from qlite.fit import mse, psnr, ssim
+from qlite.training import mse, psnr, ssim
 
 metrics = pytest.importorskip("skimage.metrics")
 

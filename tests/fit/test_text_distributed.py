@@ -38,7 +38,7 @@ def ranks(tmp_path_factory):
 
 
 def test_two_processes_match_one(ranks):
-    from qlite.fit import fit, read_index
+    from qlite.training import fit, read_index
 
     (r0, r1), prefix = ranks
     assert [r0["world_size"], r1["world_size"]] == [2, 2]

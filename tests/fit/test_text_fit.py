@@ -8,8 +8,8 @@ from torch import nn
 
 import qlite
 from qlite import data
-from qlite.fit import FitConfig, fit, read_index
-from qlite.fit.text_loop import score_windows
+from qlite.training import FitConfig, fit, read_index
+from qlite.training.text_loop import score_windows
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")

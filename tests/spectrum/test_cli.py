@@ -67,7 +67,7 @@ def test_model_from_a_qlite_fit_checkpoint(tmp_path):
     pytest.importorskip("skimage")
     pytest.importorskip("matplotlib")
     from qlite.cli import main
-    from qlite.fit import load_checkpoint
+    from qlite.training import load_checkpoint
 
     run = tmp_path / "run"
     assert main(["fit", "--data", "image:camera", "--size", "8", "--model", "qiren", "--hidden-features", "2",
@@ -88,7 +88,7 @@ def test_model_from_a_qlite_fit_checkpoint(tmp_path):
 def test_classical_checkpoint_through_qlite_fit(tmp_path):
     """A SIREN fitted with qlite.fit(..., info={"model": spec}) gives its first layer's frequencies."""
     from qlite import data
-    from qlite.fit import fit, load_checkpoint
+    from qlite.training import fit, load_checkpoint
     from qlite.models import ModelSpec
 
     spec = ModelSpec("siren", 4, hidden_layers=1, options={"omega_0": 5.0})

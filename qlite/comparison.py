@@ -6,7 +6,8 @@ MSE mean and standard deviation over seeds, PSNR, SSIM (images) and seconds -- a
 JSON. :func:`select_best` runs a small hyper-parameter sweep and keeps the best entry by a
 validation signal, which is how the tuned baselines of the paper study are chosen.
 
-Like ``qlite.fit``, this module is callable: ``qlite.compare(...)`` calls :func:`compare`.
+``qlite.compare`` is the function :func:`compare` (re-exported by ``qlite``); this module is
+``qlite.comparison``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import json
 import logging
 import math
 import statistics
-import sys
-import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 from torch import nn
 
 from .data import Signal
-from .fit import FitConfig, fit
+from .training import FitConfig, fit
 from .models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ class Candidate:
 
     Args:
         model: a :class:`~qlite.models.ModelSpec` or a factory ``seed -> nn.Module``.
-        fit: :class:`~qlite.fit.FitConfig` overrides for this model only (e.g. its own ``lr``).
+        fit: :class:`~qlite.training.FitConfig` overrides for this model only (e.g. its own ``lr``).
         label: free text for the table (e.g. the chosen hyper-parameters).
     """
 
@@ -135,7 +134,7 @@ class Comparison:
         existing = [str(p) for p in paths.values() if p.exists()]
         if existing and not overwrite:
             raise FileExistsError(f"would overwrite {existing}; pass overwrite=True or choose another stem/directory")
-        from .fit.checkpoint import write_text_atomic
+        from .training.checkpoint import write_text_atomic
 
         write_text_atomic(paths["md"], self.to_markdown())
         write_text_atomic(paths["csv"], self.to_csv())
@@ -245,13 +244,3 @@ def select_best(candidates: Mapping[str, ModelSpec | Candidate | Callable[[int],
     key = f"{'eval_' if validation is not None else ''}{metric}_mean"
     best = (min if metric == "mse" else max)(table.rows, key=lambda r: r[key])
     return best["model"], table
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`compare` (see :mod:`qlite.fit` for why)."""
-
-    def __call__(self, *args, **kwargs):
-        return compare(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

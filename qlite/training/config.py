@@ -31,7 +31,7 @@ class FitConfig:
         checkpoint_every: with a checkpoint directory, also save every this many epochs (0: only at
             the end).
         recompute_batchnorm: at the end, replace BatchNorm running statistics by the exact
-            statistics of the training coordinates (see :func:`qlite.fit.recompute_batchnorm`).
+            statistics of the training coordinates (see :func:`qlite.training.recompute_batchnorm`).
         eval_batch_size: chunk size for prediction and statistics (``None``: all points at once).
         progress: show a progress bar; ``None`` shows it only when stdout and stderr are terminals.
         max_steps: text only: stop after this many optimiser steps in total (``None``: ``epochs``

@@ -87,7 +87,7 @@ def fit(model: nn.Module, data, config: FitConfig | None = None, *, eval_data=No
     """Train ``model`` to represent ``data`` (Adam on the mean squared error) and evaluate it.
 
     ``data`` may also be a :class:`~qlite.data.TextData` (from :func:`qlite.data.text`): ``model``
-    is then trained as a causal language model (see :func:`qlite.fit.text_loop.fit_text`).
+    is then trained as a causal language model (see :func:`qlite.training.text_loop.fit_text`).
 
     Full batch by default as in the QIREN paper (Zhao et al., ICML 2024: Adam, lr 0.03, ~300
     epochs). At the end BatchNorm statistics are recomputed exactly on the training coordinates, so
