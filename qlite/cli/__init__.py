@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "fit": "qlite.cli.fit",
     "compare": "qlite.cli.compare",
     "spectrum": "qlite.cli.spectrum",
+    "bench": "qlite.cli.bench",
 }
 
 
