@@ -5,7 +5,7 @@
 
 Baselines are sized to QIREN's parameter count on the same data unless ``--hidden-features`` or
 ``--budget`` says otherwise. Without ``--lr`` each family trains at its own default rate (the best
-of the paper study's tuning grid: qiren 0.03, siren 0.003, relu 0.01, tanh 0.03, rff 0.01); the
+of the paper study's tuning grid: siren 0.003, the others the paper's 0.03); the
 table's ``setting`` column says which rate each row used and whether it was the family default. ``--out`` receives ``compare.md``, ``compare.csv`` and ``compare.json``
 (existing files are refused).
 """
