@@ -15,14 +15,15 @@ SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How :func:`qlite.fit` trains (Adam on the mean squared error).
+    """How :func:`qlite.fit` trains (Adam on the mean squared error; for text, AdamW on the
+    next-token cross-entropy, see :mod:`qlite.training.text_loop`).
 
     Args:
         epochs: total number of epochs (a resumed run continues up to this many).
         lr: Adam learning rate (the QIREN paper: 0.03).
         batch_size: ``None`` trains full batch (the paper); otherwise each epoch visits a fresh
             permutation in ``max(1, N // batch_size)`` nearly equal batches (so no tiny tail batch
-            reaches BatchNorm).
+            reaches BatchNorm); signals need at least 2. Text: windows per optimiser step (required).
         schedule: ``"constant"`` or ``"cosine"`` (from ``lr`` at epoch 0 down to ``min_lr`` at the end).
         min_lr: floor of the cosine schedule.
         weight_decay: Adam's L2 penalty.
