@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from qlite.classical.evaluation import machine_info
+    from study_io import machine_info
 
     device = torch.device(args.device)
     arms = [a for a in args.arms.split(",") if a]
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         p.error(f"unknown arms {bad}; choose from {ARMS}")
     out = Path(args.out) if args.out else RESULTS / f"bench_lm_{device.type}"
     meta = {"model": args.model, "batch": args.batch, "seqlen": args.seqlen, "steps": args.steps, "warmup": args.warmup,
-            "threads": torch.get_num_threads(), "machine": machine_info(), "command": " ".join(["python", *sys.argv])}
+            "threads": torch.get_num_threads(), "machine": machine_info(device), "command": " ".join(["python", *sys.argv])}
     base = base_model(args.model, device)
     for prm in base.parameters():
         prm.requires_grad_(False)

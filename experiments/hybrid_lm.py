@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # study_io: the one machine record of every study
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = ["q_proj", "v_proj"]
 GRIDS = {  # learning rates per arm family (4 values each, as the protocol asks)
@@ -316,7 +317,7 @@ def main(argv=None) -> int:
     if args.tier is None:
         p.error("give --tier A or C (or --quick / --merge)")
     from qlite import data as qdata
-    from qlite.classical.evaluation import machine_info
+    from study_io import machine_info
 
     device = torch.device(args.device)
     if args.tier == "A":
@@ -357,7 +358,7 @@ def main(argv=None) -> int:
             p.error(f"unknown arms {unknown}; tier {args.tier} has {sorted(arms)}")
         arms = {k: v for k, v in arms.items() if k in want}
     meta = {"tier": args.tier, "title": title, "steps": args.steps, "batch": args.batch, "seqlen": args.seqlen,
-            "machine": machine_info(), "command": " ".join(["python", "experiments/hybrid_lm.py", *sys.argv[1:]]),
+            "machine": machine_info(device), "command": " ".join(["python", "experiments/hybrid_lm.py", *sys.argv[1:]]),
             "quick": args.quick}
     path = results / f"hybrid_lm_{args.tier}{args.tag or ('_quick' if args.quick else '')}.jsonl"
     sweep(arms, base, text, ood, args, device, path, meta)

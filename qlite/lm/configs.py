@@ -277,6 +277,4 @@ class UnitaryAdapterConfig(AdapterConfig):
         _positive("scale", self.scale)
 
     def build(self, module, *, generator=None):
-        from .unitary import UnitaryAdapter
-
-        return UnitaryAdapter(module, self, generator=generator)
+        raise TypeError("UnitaryAdapters share batched circuit banks; build them with qlite.lm.inject")

@@ -19,14 +19,17 @@ from torch import nn
 
 from ..simulators import estimate_bytes
 from .base import LinearAdapter, linear_dims, module_device
-from .configs import AdapterConfig, QuantumFFNConfig, QuantumLoRAConfig
+from .configs import AdapterConfig, QuantumLoRAConfig, UnitaryAdapterConfig
 from .ffn import QuantumFFN
 from .generated import QuantumLoRA, WeightGenerator
+from .unitary import ColumnBank, UnitaryAdapter, qubits_for
 
 log = logging.getLogger(__name__)
 
 ADAPTER_TYPES = (LinearAdapter, QuantumFFN)
+SHARED_TYPES = (WeightGenerator, ColumnBank)  # registered on the root, read by many adapters
 GENERATOR_NAME = "qlite_generator"
+BANK_NAME = "qlite_unitary"
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -155,24 +158,56 @@ def inject(model: nn.Module, config: AdapterConfig, *, target_modules, inplace: 
     return out
 
 
+def _register_shared(model: nn.Module, stem: str, module: nn.Module) -> None:
+    """Register ``module`` on the root under a free name, with the hooks that refresh its cache."""
+    k = 0
+    while hasattr(model, f"{stem}{k or ''}"):
+        k += 1
+    model.add_module(f"{stem}{k or ''}", module)
+    # The whole model's forward with gradients computes the shared tensors once (each layer reads its part).
+    model.register_forward_pre_hook(_Invalidate(module))
+    model.register_forward_hook(_Invalidate(module))
+
+
 def _build_all(model: nn.Module, config: AdapterConfig, names: list[str], gen: torch.Generator) -> list[nn.Module]:
-    if not isinstance(config, QuantumLoRAConfig):
-        return [config.build(model.get_submodule(n), generator=gen) for n in names]
     bases = [model.get_submodule(n) for n in names]
+    if isinstance(config, UnitaryAdapterConfig):
+        return _build_unitary(model, config, bases, gen)
+    if not isinstance(config, QuantumLoRAConfig):
+        return [config.build(b, generator=gen) for b in bases]
     shapes = [linear_dims(b) for b in bases]
     dev = module_device(bases[0])
     if config.scope == "layer":
         return [QuantumLoRA(b, config, WeightGenerator([s], config, generator=gen, device=dev), 0, owned=True)
                 for b, s in zip(bases, shapes)]
     shared = WeightGenerator(shapes, config, generator=gen, device=dev)
-    k = 0
-    while hasattr(model, f"{GENERATOR_NAME}{k or ''}"):
-        k += 1
-    model.add_module(f"{GENERATOR_NAME}{k or ''}", shared)
-    # The whole model's forward with gradients generates the factors once (each layer reads its slice).
-    model.register_forward_pre_hook(_Invalidate(shared))
-    model.register_forward_hook(_Invalidate(shared))
+    _register_shared(model, GENERATOR_NAME, shared)
     return [QuantumLoRA(b, config, shared, i, owned=False) for i, b in enumerate(bases)]
+
+
+def _build_unitary(model: nn.Module, config: UnitaryAdapterConfig, bases: list[nn.Module],
+                   gen: torch.Generator) -> list[nn.Module]:
+    """One :class:`ColumnBank` per qubit count holds the U and V circuits of every target."""
+    for b in bases:  # the rank is checked before any bank is built
+        d_in, d_out = linear_dims(b)
+        if not 1 <= config.r <= min(d_in, d_out):
+            raise ValueError(f"r={config.r} must lie in [1, {min(d_in, d_out)}] for a {d_in} -> {d_out} layer")
+    slots: dict[int, int] = {}  # qubits -> circuits so far
+    where = []
+    for b in bases:
+        d_in, d_out = linear_dims(b)
+        pair = []
+        for d in (d_out, d_in):
+            n = qubits_for(d)
+            pair.append((n, slots.get(n, 0)))
+            slots[n] = slots.get(n, 0) + 1
+        where.append(pair)
+    dev = module_device(bases[0])
+    banks = {n: ColumnBank(n, count, config.r, config.depth, config.entangler, generator=gen, device=dev)
+             for n, count in sorted(slots.items())}
+    for n, bank in banks.items():
+        _register_shared(model, f"{BANK_NAME}_{n}q", bank)
+    return [UnitaryAdapter(b, config, (banks[nu], iu), (banks[nv], iv)) for b, ((nu, iu), (nv, iv)) in zip(bases, where)]
 
 
 class _Invalidate:
@@ -180,7 +215,7 @@ class _Invalidate:
     generated once per forward and the cached graph is not kept after it. Without gradients the cache
     lives until a parameter changes (decoding does not regenerate the factors at every token)."""
 
-    def __init__(self, generator: WeightGenerator):
+    def __init__(self, generator: nn.Module):
         self.generator = generator
 
     def __call__(self, *_):
@@ -192,7 +227,8 @@ def adapter_modules(model: nn.Module) -> dict[str, nn.Module]:
     """``{qualified name: module}`` of every qlite.lm module in ``model`` (adapters, QuantumFFNs, shared generators)."""
     out = {}
     for n, m in model.named_modules():
-        if isinstance(m, ADAPTER_TYPES) or (isinstance(m, WeightGenerator) and n.rsplit(".", 1)[-1].startswith(GENERATOR_NAME)):
+        shared = isinstance(m, SHARED_TYPES) and n.rsplit(".", 1)[-1].startswith((GENERATOR_NAME, BANK_NAME))
+        if isinstance(m, ADAPTER_TYPES) or shared:
             if not any(n.startswith(o + ".") for o in out):
                 out[n] = m
     return out
@@ -230,7 +266,7 @@ def merge_and_unload(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     for n, m in adapter_modules(out).items():
         if isinstance(m, LinearAdapter):
             out.set_submodule(n, m.merge())
-    for n in [n for n, m in out.named_children() if isinstance(m, WeightGenerator)]:
+    for n in [n for n, m in out.named_children() if isinstance(m, SHARED_TYPES)]:
         delattr(out, n)
     for hooks in (out._forward_pre_hooks, out._forward_hooks):
         for k in [k for k, h in hooks.items() if isinstance(h, _Invalidate)]:

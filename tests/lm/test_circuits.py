@@ -8,7 +8,7 @@ from torch import nn
 
 from qlite.lm import QuantumAdapterConfig, UnitaryAdapterConfig, inject
 from qlite.lm.generated import CircuitProbabilities
-from qlite.lm.unitary import CircuitColumns, orthonormal_columns
+from qlite.lm.unitary import ColumnBank, orthonormal_columns
 
 qml = pytest.importorskip("pennylane")
 
@@ -38,21 +38,45 @@ def test_generator_probabilities_and_gradients_match_pennylane():
 
 
 @pytest.mark.parametrize("entangler", ["cz", "cnot"])
-def test_unitary_columns_are_the_circuit_unitary(entangler):
-    d, r, depth = 8, 3, 2
-    cols = CircuitColumns(d, r, depth, entangler, generator=torch.Generator().manual_seed(2)).double()
-    n = cols.n_qubits
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_bank_columns_are_the_circuit_unitaries(entangler, n):
+    r, depth, count = min(3, 2 ** n), 2, 3
+    bank = ColumnBank(n, count, r, depth, entangler, generator=torch.Generator().manual_seed(2)).double()
     gate = qml.CZ if entangler == "cz" else qml.CNOT
+    ring = [(0, 1)] if n == 2 else [(i, (i + 1) % n) for i in range(n)] if n > 2 else []
 
     def circuit(w):
         for b in range(depth):
             for i in range(n):
-                qml.RY(w[b * n + i], wires=i)
-            for i in range(n):
-                gate(wires=[i, (i + 1) % n])
+                qml.RY(w[b, i], wires=i)
+            for i, j in ring:
+                gate(wires=[i, j])
 
-    U = qml.matrix(circuit, wire_order=range(n))(cols.weights.detach())
-    torch.testing.assert_close(cols(), torch.as_tensor(U).real[:, :r], atol=1e-12, rtol=0)
+    with torch.no_grad():
+        cols = bank()  # (count, 2**n, r)
+    for g in range(count):
+        U = qml.matrix(circuit, wire_order=range(n))(bank.weights[g].detach())
+        torch.testing.assert_close(cols[g], torch.as_tensor(U).real[:, :r], atol=1e-12, rtol=0)
+
+
+def test_bank_gradients_match_pennylane():
+    n, r, depth = 3, 2, 2
+    bank = ColumnBank(n, 2, r, depth, "cz", generator=torch.Generator().manual_seed(3)).double()
+    w = bank.weights.detach().clone().requires_grad_(True)
+
+    def unitary(wg):
+        def circuit():
+            for b in range(depth):
+                for i in range(n):
+                    qml.RY(wg[b, i], wires=i)
+                for i in range(n):
+                    qml.CZ(wires=[i, (i + 1) % n])
+        return torch.as_tensor(qml.matrix(circuit, wire_order=range(n))()).real[:, :r]
+
+    g = torch.randn(2, 2 ** n, r, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    (bank() * g).sum().backward()
+    (torch.stack([unitary(w[i]) for i in range(2)]) * g).sum().backward()
+    torch.testing.assert_close(bank.weights.grad, w.grad, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("d_out, d_in", [(16, 16), (576, 192), (48, 16), (5, 3)])
@@ -98,11 +122,10 @@ def test_adapter_gradients_match_pennylane_in_float64():
     assert all(g.abs().sum() > 0 for g in grads[0].values())
 
 
-def test_ry_basis_preparation_is_exact():
-    # RY(pi)|0> = |1> with no phase: column k of the unitary is U|k>, not a multiple of it
-    cols = CircuitColumns(4, 4, 1, "cz").double()
+def test_zero_angles_leave_the_entangler_alone():
+    bank = ColumnBank(2, 1, 4, 1, "cz").double()
     with torch.no_grad():
-        cols.weights.zero_()  # U = CZ ring only: a diagonal of +-1
-    with torch.no_grad():
-        c = cols()
-    assert torch.allclose(c.abs(), torch.eye(4, dtype=torch.float64)) and math.isclose(float(c[0, 0]), 1.0)
+        bank.weights.zero_()  # U = CZ only: diag(1, 1, 1, -1)
+        c = bank()[0]
+    torch.testing.assert_close(c, torch.diag(torch.tensor([1.0, 1, 1, -1], dtype=torch.float64)))
+    assert math.isclose(float(c[0, 0]), 1.0)

@@ -62,8 +62,9 @@ def test_angle_quant_quantizes_every_circuit(tiny_llama, calib):
         ref = hybrid(calib[0]).logits
     res = compress(hybrid, [AngleQuant(bits=8)])
     kinds = sorted({r.name.rsplit(".", 1)[0].rsplit(".", 1)[-1] for r in res.report.layers})
-    assert kinds == ["circuit", "source", "u", "v"]  # QuantumLayer, generator circuit, unitary U and V
-    assert len(res.report.layers) == 2 + 1 + 2 * 2
+    # QuantumLayers, the generator's circuit, the unitary banks of k_proj's U (16 rows) and V (48 rows)
+    assert kinds == ["circuit", "qlite_unitary_4q", "qlite_unitary_6q", "source"]
+    assert len(res.report.layers) == 2 + 1 + 2
     assert parameter_ledger(res.model).circuit_angles == 0  # angles are now codes, not parameters
     with torch.no_grad():
         out = res.model(calib[0]).logits
