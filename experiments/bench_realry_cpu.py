@@ -25,6 +25,11 @@ from qlite.runtime import tune_cpu_allocator
 from study_io import machine_info, write_results
 
 STRATEGIES = ("factored", "dense", "realry")
+# QIREN-step variants: the strategies as auto would run them (batch tiles on the CPU), and the two
+# contenders in one pass over the whole batch (what the tiles gain)
+VARIANTS = {"factored": {"strategy": "factored"}, "dense": {"strategy": "dense"}, "realry": {"strategy": "realry"},
+            "factored untiled": {"strategy": "factored", "cpu_tile": None},
+            "realry untiled": {"strategy": "realry", "cpu_tile": None}}
 
 
 def _step(model, x, y):
@@ -57,9 +62,11 @@ def qiren_steps(points, repeats: int, pennylane_points, seed: int = 0) -> list[d
         g = torch.Generator().manual_seed(seed)
         x, y = torch.rand(p, 2, generator=g) * 2 - 1, torch.rand(p, 1, generator=g) * 2 - 1
         fns = {}
-        for s in STRATEGIES:
-            model = QIREN(2, 1, strategy=s, fused=False, generator=torch.Generator().manual_seed(seed))
-            fns[s] = _step(model, x, y)
+        for name, options in VARIANTS.items():
+            if "untiled" in name and p < 4096:
+                continue  # no tiles below 2 tiles' worth of points anyway
+            model = QIREN(2, 1, fused=False, generator=torch.Generator().manual_seed(seed), **options)
+            fns[name] = _step(model, x, y)
         if p in pennylane_points:
             from qlite.reference import pennylane_qiren
 
@@ -102,15 +109,15 @@ def to_markdown(result: dict) -> str:
         by = {r["impl"]: r for r in steps if r["points"] == p}
         for k, r in by.items():
             pl = f"{by['pennylane']['ms'] / r['ms']:.1f}x" if "pennylane" in by and k != "pennylane" else ""
-            fa = f"{by['factored']['ms'] / r['ms']:.2f}x" if k in STRATEGIES else ""
+            fa = f"{by['factored']['ms'] / r['ms']:.2f}x" if k != "pennylane" else ""
             lines.append(f"| {p} | {k} | {r['ms']:.1f} | {r['min_ms']:.1f} | {pl} | {fa} |")
     layer = [r for r in result["rows"] if r["case"] == "layer_fwd_bwd"]
-    if layer:
-        pts = layer[0]["points"]
+    for pts in sorted({r["points"] for r in layer}):
+        part = [r for r in layer if r["points"] == pts]
         lines += ["", f"**One QuantumLayer forward + backward at {pts} points** (median ms):", "",
                   "| qubits | " + " | ".join(STRATEGIES) + " | fastest |", "|---:|" + "---:|" * len(STRATEGIES) + "---|"]
-        for n in sorted({r["qubits"] for r in layer}):
-            by = {r["impl"]: r["ms"] for r in layer if r["qubits"] == n}
+        for n in sorted({r["qubits"] for r in part}):
+            by = {r["impl"]: r["ms"] for r in part if r["qubits"] == n}
             cells = [f"{by[s]:.2f}" if s in by else "-" for s in STRATEGIES]
             lines.append(f"| {n} | " + " | ".join(cells) + f" | {min(by, key=by.get)} |")
     return "\n".join(lines) + "\n"
@@ -122,6 +129,9 @@ def main():
     ap.add_argument("--pennylane-points", type=int, nargs="*", default=[1024, 16384])
     ap.add_argument("--qubits", type=int, nargs="*", default=[4, 5, 6, 7, 8, 9, 10, 11, 12])
     ap.add_argument("--layer-points", type=int, default=1024)
+    ap.add_argument("--large-qubits", type=int, nargs="*", default=[6, 7, 8, 10],
+                    help="qubit counts also timed per layer at --large-points")
+    ap.add_argument("--large-points", type=int, default=16384)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--out", default="experiments/results")
     ap.add_argument("--stem", default="bench_simulator_cpu_realry")
@@ -132,6 +142,7 @@ def main():
     machine = machine_info("cpu")
     rows = qiren_steps(args.points, args.repeats, set(args.pennylane_points))
     rows += layer_crossover(args.qubits, args.layer_points, args.repeats)
+    rows += layer_crossover(args.large_qubits, args.large_points, max(3, args.repeats // 3))
     result = {"machine": machine, "load_average_end": os.getloadavg(), "rows": rows}
     md = to_markdown(result)
     print(md)

@@ -31,6 +31,9 @@ from .runops import Chunk, ChunkBlocks, Dense, Encode, Env, Grads, Permute, appl
 
 log = logging.getLogger(__name__)
 
+# amplitudes per CPU tile of the batch pass (2 MB of complex64 states), measured in
+# experiments/results/bench_simulator_cpu_realry.md
+_CPU_TILE_AMPLITUDES = 1 << 18
 STRATEGIES = ("auto", "dense", "factored", "realry", "autograd")
 
 
@@ -73,10 +76,17 @@ def check_memory(n_qubits: int, batch: int, dtype: torch.dtype, device: torch.de
 
 
 def default_strategy(n_qubits: int, device: torch.device) -> str:
-    """Dense GEMMs while 2**n is small, factored operations above (crossover measured in
-    experiments/bench_strategy.py)."""
-    limit = 9 if device.type == "cuda" else 7
-    return "dense" if n_qubits <= limit else "factored"
+    """Dense GEMMs while 2**n is small, factored operations above (GPU crossover measured in
+    experiments/bench_strategy.py). On a CPU the real-RY plan from 8 qubits, the factored one at 7
+    (one thread, 2-core AMD EPYC, 2026-12-04, experiments/results/bench_simulator_cpu_realry.md:
+    a layer's forward + backward at 1,024 points: realry 1.07x factored at 8 qubits, 1.3-1.5x at
+    10-12, slower below 8; at 7 factored 1.45x dense). ``realry`` is not chosen on GPUs: not measured
+    there."""
+    if device.type == "cuda":
+        return "dense" if n_qubits <= 9 else "factored"
+    if n_qubits <= 6:
+        return "dense"
+    return "factored" if n_qubits == 7 else "realry"
 
 
 class _Run:
@@ -179,6 +189,9 @@ class NativeBackend:
             or ``"tf32"`` (faster on tensor cores, ~1e-3 relative error).
         store_states: keep the state entering each operation for the backward instead of
             recomputing it (``"auto"``: where it takes at most min(1 GiB, a quarter of free memory)).
+        cpu_tile: on a CPU, run the batch pass in tiles of about this many amplitudes (points x
+            2**n) so that the states stay in cache through every operation (``"auto"``: 2**18,
+            2 MB of complex64; ``None``: one pass over the whole batch). Results are identical.
         fused_block, fused_warps, fused_back_block: tuning knobs of the fused kernels (samples per
             program in the forward, warps, samples per program in the backward).
     """
@@ -187,7 +200,7 @@ class NativeBackend:
 
     def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True,
                  fused="auto", precision: str = "ieee", fused_block: int | None = None, fused_warps: int = 8,
-                 fused_back_block: int | None = None, store_states="auto"):
+                 fused_back_block: int | None = None, store_states="auto", cpu_tile="auto"):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
@@ -207,6 +220,11 @@ class NativeBackend:
         if store_states not in ("auto", True, False):
             raise ValueError(f"store_states must be 'auto', True or False, got {store_states!r}")
         self.store_states = store_states
+        if cpu_tile is not None and cpu_tile != "auto" and (not isinstance(cpu_tile, int) or isinstance(cpu_tile, bool)
+                                                            or cpu_tile < 1):
+            raise ValueError(f"cpu_tile must be 'auto', None (no tiling) or a positive number of amplitudes, "
+                             f"got {cpu_tile!r}")
+        self.cpu_tile = cpu_tile
         self._plans: dict = {}
         self._checked: dict = {}  # (n, dtype, device, training, dense segments) -> largest batch that passed
         self._stores: dict = {}  # (run length, n, batch, dtype, device) -> store_states="auto" decision
@@ -254,8 +272,19 @@ class NativeBackend:
         run, x, psi0, tensors, strategy = self._prepare(circuit, weights, x)
         if strategy == "autograd":
             return run.measure(run.forward(x, psi0, tensors))
+        tile = self._tile_points(run.n, x)
+        if tile:  # CPU: tiles of the batch whose states stay in cache through every pass
+            return torch.cat([_Simulate.apply(run, self._store(run, xt, weights), xt, psi0, *tensors)
+                              for xt in x.split(tile)])
         store = self._store(run, x, weights)
         return _Simulate.apply(run, store, x, psi0, *tensors)
+
+    def _tile_points(self, n: int, x: torch.Tensor) -> int:
+        """Points per tile of the batch pass, or 0 for one pass over the whole batch."""
+        if self.cpu_tile is None or x.device.type != "cpu":
+            return 0
+        tile = max(1, (self.cpu_tile if self.cpu_tile != "auto" else _CPU_TILE_AMPLITUDES) >> n)
+        return tile if x.shape[0] >= 2 * tile else 0
 
     def _store(self, run: _Run, x: torch.Tensor, weights: torch.Tensor) -> bool:
         """Keep the state entering each operation for the backward, where it fits comfortably:

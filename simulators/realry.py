@@ -63,6 +63,7 @@ class _Slot:
     sign: torch.Tensor | None = None  # complex128 (2**n,)
     crz: list = field(default_factory=list)
     enc: int | None = None
+    sign_real: bool = True  # the signs are +-1 (CZ rings), so they fold into a real chunk
 
 
 @dataclass
@@ -159,6 +160,7 @@ def make_real_layout(prog: Program, lay: Layout, device, rdtype) -> RealLayout:
 
     for slot in slots:
         if slot.sign is not None:
+            slot.sign_real = bool((slot.sign.imag == 0).all())  # decided once, on the host copy
             slot.sign = slot.sign.to(device=device, dtype=lay.cdtype)
     # the flat angle vector: RY angles (n_ry, n), slot RZ angles (n_slots, n), the global phase
     n_ry, n_slots = len(ry_layers), len(slots)
@@ -250,7 +252,7 @@ def build_run(real: RealLayout, lay: Layout, weights: torch.Tensor, keep_trailin
                     tensors.append(slot_angles[row])
                     offset = len(tensors) - 1
                 pre, prev = slot.sign, run_ops[-1] if run_ops else None
-                if pre is not None and _foldable(prev, n, batch):
+                if pre is not None and slot.sign_real and _foldable(prev, n, batch):
                     # the ring's real signs fold into the real chunk before: one pass less each way
                     k = 1 << prev.width
                     tensors.append(pre.real.reshape(1 << prev.before, k, 1) * tensors[prev.t][prev.i])

@@ -258,3 +258,22 @@ def test_a_misspelled_backend_option_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown option 'strategi' for backend 'torch'.*did you mean 'strategy'.*"
                                          r"valid options: .*'store_states'"):
         QuantumLayer(2, strategi="dense")
+
+
+@pytest.mark.parametrize("strategy", ["factored", "realry", "dense"])
+def test_cpu_tiles_give_the_untiled_results(strategy):
+    """The batch pass in tiles (the CPU default for large batches) against one pass: same values
+    and gradients; tiles that do not divide the batch included."""
+    circuit = reuploading_circuit(3, 2, 2, "cz", "rz")
+    w = torch.rand(circuit.n_weights, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(37, 3, dtype=torch.float64, requires_grad=True)
+    tiled = NativeBackend(strategy=strategy, cpu_tile=64)  # 8 points per tile
+    assert tiled._tile_points(3, x) == 8
+    res = []
+    for backend in (tiled, NativeBackend(strategy=strategy, cpu_tile=None)):
+        out = backend(circuit, w, x)
+        res.append((out, *torch.autograd.grad((out * torch.arange(1.0, 4.0, dtype=out.dtype)).sum(), (w, x))))
+    for a, b in zip(*res):
+        assert (a - b).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="cpu_tile must be"):
+        NativeBackend(cpu_tile=0)

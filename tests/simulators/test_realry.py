@@ -83,3 +83,13 @@ def test_permutations_and_crz_stay_exact():
     assert (outs[0] - outs[1]).abs().max() < 1e-12
     for a, b in zip(*grads):
         assert (a - b).abs().max() < 1e-12
+
+
+def test_auto_picks_realry_on_cpu_only_where_it_measured_faster():
+    from qlite.simulators.native import default_strategy
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [default_strategy(n, cpu) for n in (4, 6, 7, 8, 12)] == ["dense", "dense", "factored", "realry", "realry"]
+    assert [default_strategy(n, cuda) for n in (8, 10)] == ["dense", "factored"]
+    plan = NativeBackend().plan(reuploading_circuit(8, 2, 2), batch=1024)
+    assert any(isinstance(op, runops.RealChunk) for op in plan)
