@@ -69,6 +69,22 @@ class CompressionReport:
             )
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return (f"CompressionReport({'+'.join(r['type'] for r in self.recipe)}: {self.bytes_before:,} -> "
+                f"{self.bytes_after:,} bytes, x{self.ratio:.2f}, {len(self.layers)} layers)")
+
+    def _repr_html_(self) -> str:
+        """Notebook display: recipe, bytes, ratio, time (and the evaluation when attached)."""
+        from qlite.display import table
+
+        rows = [["recipe", ", ".join(r["type"] for r in self.recipe)], ["bytes before", self.bytes_before],
+                ["bytes after", self.bytes_after], ["compression ratio", round(self.ratio, 3)],
+                ["layers changed", len(self.layers)], ["calibration items", self.calib_items]]
+        rows += [[f"{k} seconds", v] for k, v in self.seconds.items()]
+        if self.evaluation:
+            rows += [[f"evaluation: {k}", v] for k, v in self.evaluation.items() if isinstance(v, (int, float, str))]
+        return table(rows, ["", "value"], caption="compression report")
+
 
 @dataclass
 class CompressionResult:

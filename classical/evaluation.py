@@ -204,6 +204,24 @@ class EvalResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def __repr__(self) -> str:
+        ratio = "" if self.compression_ratio is None else f", x{self.compression_ratio:.2f}"
+        return (f"EvalResult({self.label!r}: ppl {self.perplexity:.4g}, {self.bytes:,} bytes{ratio}, "
+                f"speed {self.kernel}, {self.device})")
+
+    def _repr_html_(self) -> str:
+        """Notebook display: perplexity, bytes, ratio, latency and what the speed figures measure."""
+        from qlite.display import table
+
+        lat = self.latency or {}
+        rows = [["perplexity", self.perplexity], ["nll (nats / token)", self.nll],
+                ["tokens scored", f"{self.n_tokens:,} ({self.n_windows} windows of {self.seqlen})"],
+                ["bytes", self.bytes], ["compression ratio", self.compression_ratio],
+                ["prefill ms", lat.get("prefill_ms")], ["decode ms / token", lat.get("decode_ms_per_token")],
+                ["decode tokens / s", lat.get("decode_tokens_per_s")], ["speed is", self.kernel],
+                ["device", self.device]]
+        return table(rows, ["", "value"], caption=f"evaluation: {self.label}")
+
 
 def evaluate(
     model: nn.Module,

@@ -125,6 +125,17 @@ class Comparison:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
+    def __repr__(self) -> str:
+        seeds = sorted({r.get("seeds") for r in self.rows if r.get("seeds") is not None})
+        return f"Comparison(models={[r['model'] for r in self.rows]}, seeds={seeds[0] if len(seeds) == 1 else seeds}, runs={len(self.runs)})"
+
+    def _repr_html_(self, digits: int = 4) -> str:
+        """Notebook display: the same table as :meth:`to_markdown`."""
+        from .display import table
+
+        cols = self.columns()
+        return table([[r.get(c) for c in cols] for r in self.rows], cols, digits=digits)
+
     def save(self, directory, stem: str = "compare", *, overwrite: bool = False) -> dict[str, Path]:
         """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.json``; refuses to replace existing files
         unless ``overwrite=True``."""

@@ -84,6 +84,20 @@ class Ledger:
                 f"{self.adapter_weights:,}, other {self.other_trainable:,}; bytes {self.bytes_stored:,}, "
                 f"at inference {self.bytes_inference:,})")
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the :meth:`to_markdown` counts, then one row per adapter."""
+        from qlite.display import table
+
+        parts = [["circuit angles", self.circuit_angles], ["adapter weights", self.adapter_weights],
+                 ["other trainable", self.other_trainable], ["total trainable", self.total_trainable],
+                 ["frozen", self.frozen], ["bytes stored", self.bytes_stored], ["adapter bytes", self.adapter_bytes],
+                 ["bytes at inference (merged)", self.bytes_inference]]
+        out = table(parts, ["part", "count"], caption="parameter ledger")
+        if self.rows:
+            out += table([[r.name, r.kind, r.circuit_angles, r.adapter_weights, r.bytes, r.mergeable] for r in self.rows],
+                         ["adapter", "kind", "circuit angles", "adapter weights", "bytes", "mergeable"])
+        return out
+
 
 def parameter_ledger(model: nn.Module) -> Ledger:
     """Count ``model``'s trainable parameters by role and its bytes (stored and after merging).

@@ -59,6 +59,23 @@ class ModelSpectrum:
                     bandwidth=self.bandwidth.tolist(), note=self.note,
                     frequencies=self.frequencies[:max_frequencies].tolist())
 
+    def __repr__(self) -> str:
+        kind = "exact" if self.enumerated else f"sampled {len(self.frequencies):,} of <="
+        return (f"ModelSpectrum({kind} {self.size:,} frequency vectors in {int(self.directions.shape[1])}-d, "
+                f"order {self.order}, {self.hybrid_layers} hybrid layer(s))")
+
+    def _repr_html_(self) -> str:
+        """Notebook display: size, bound, bandwidth per input coordinate and what is exact."""
+        from qlite.display import table
+
+        rows = [["frequency vectors", self.size], ["counted", "exactly (enumerated)" if self.enumerated else
+                                                   f"upper bound; {len(self.frequencies):,} sampled"],
+                ["bound (no coincidences)", self.bound], ["order", self.order],
+                ["hybrid layers", self.hybrid_layers], ["circuit inputs", int(self.directions.shape[0])]]
+        rows += [[f"bandwidth |w_{i}| max", float(b)] for i, b in enumerate(self.bandwidth.tolist())]
+        rows.append(["note", self.note])
+        return table(rows, ["", "value"], caption="model spectrum")
+
 
 def _find_front(model: nn.Module):
     """(A, b, circuit, number of hybrid layers) for a HybridLayer, a QuantumLayer or a model of them."""

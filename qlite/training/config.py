@@ -34,7 +34,8 @@ class FitConfig:
         recompute_batchnorm: at the end, replace BatchNorm running statistics by the exact
             statistics of the training coordinates (see :func:`qlite.training.recompute_batchnorm`).
         eval_batch_size: chunk size for prediction and statistics (``None``: all points at once).
-        progress: show a progress bar; ``None`` shows it only when stdout and stderr are terminals.
+        progress: show a progress bar; ``None`` shows it only when stdout and stderr are terminals
+            or in a Jupyter kernel (tqdm's notebook widget there).
         max_steps: text only: stop after this many optimiser steps in total (``None``: ``epochs``
             passes over the training windows). ``batch_size`` is then windows per step, and
             ``checkpoint_every`` counts steps.
@@ -183,3 +184,26 @@ class FitResult:
                 "seconds_per_epoch": self.seconds_per_epoch, "device": self.device, "world_size": self.world_size,
                 "metrics": self.metrics, "eval_metrics": self.eval_metrics, "config": self.config.to_dict(),
                 "history": self.history, "checkpoint": self.checkpoint, "steps": self.steps, **self.info}
+
+    def __repr__(self) -> str:
+        # one line: the dataclass default would print the whole model and history
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items() if isinstance(v, float))
+        length = f"steps={self.steps}" if self.steps is not None else f"epochs={self.epochs}"
+        return (f"FitResult({type(self.model).__name__}, params={self.params:,}, {length}, {shown}, "
+                f"seconds={self.seconds:.1f}, device={self.device})")
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the metrics (training / validation and eval / test) and the loss curve."""
+        from qlite.display import loss_svg, table
+
+        names = list(self.metrics) + [k for k in (self.eval_metrics or {}) if k not in self.metrics]
+        header = ["metric", "train" if self.steps is None else "validation"]
+        if self.eval_metrics is not None:
+            header.append("eval" if self.steps is None else "test")
+        rows = [[k, self.metrics.get(k)] + ([self.eval_metrics.get(k)] if self.eval_metrics is not None else [])
+                for k in names]
+        length = f"{self.steps:,} steps" if self.steps is not None else f"{self.epochs:,} epochs"
+        caption = (f"{type(self.model).__name__}: {self.params:,} trainable parameters, {length}, "
+                   f"{self.seconds:.1f} s on {self.device}" + (f" x {self.world_size}" if self.world_size > 1 else ""))
+        return (f"<div>{table(rows, header, caption=caption)}"
+                f"{loss_svg(self.history.get('loss', []))}</div>")

@@ -1,4 +1,4 @@
-"""Device selection and the self-muting progress bar."""
+"""Device selection and the self-muting progress bar (text on a terminal, a widget in a notebook)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,51 @@ def resolve_device(device="auto", local_rank: int | None = None) -> torch.device
     return dev
 
 
-def progress_enabled(requested: bool | None) -> bool:
-    """``None`` means: only when both stdout and stderr are terminals (the bar draws on stderr;
-    a redirected or piped run stays clean)."""
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed or stream-like objects without isatty
+        return False
+
+
+def is_kernel_stream(stream) -> bool:
+    """Whether ``stream`` is a Jupyter kernel's output stream (ipykernel's ``OutStream``, which
+    forwards writes to the notebook front-end). Decided by the stream's type, so nothing is
+    imported: a terminal run never loads IPython."""
+    return any(c.__module__.split(".")[0] == "ipykernel" for c in type(stream).__mro__)
+
+
+def in_notebook(stdout=None, stderr=None) -> bool:
+    """True inside a Jupyter kernel whose output reaches the notebook (stdout or stderr is the
+    kernel's stream; a kernel that redirected both elsewhere is treated as a pipe)."""
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    return is_kernel_stream(stdout) or is_kernel_stream(stderr)
+
+
+def progress_enabled(requested: bool | None, stdout=None, stderr=None) -> bool:
+    """``None`` means: when both stdout and stderr are terminals (the bar draws on stderr), or in
+    a Jupyter kernel (tqdm's notebook bar); a redirected or piped run stays clean. ``True`` /
+    ``False`` always win."""
     if requested is not None:
         return requested
-    return bool(getattr(sys.stdout, "isatty", lambda: False)() and getattr(sys.stderr, "isatty", lambda: False)())
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    return (_is_tty(stdout) and _is_tty(stderr)) or in_notebook(stdout, stderr)
+
+
+def _tqdm_class(notebook: bool):
+    """tqdm's widget bar in a notebook (it needs ipywidgets: ``pip install 'qlite[notebooks]'``;
+    without it the text bar, which a notebook shows as plain stderr lines), else the text bar."""
+    if notebook:
+        try:
+            import ipywidgets  # noqa: F401 - tqdm.notebook needs it to draw
+            from tqdm.notebook import tqdm
+            return tqdm
+        except ImportError:
+            log.info("notebook progress bar needs ipywidgets: pip install 'qlite[notebooks]'; using the text bar")
+    from tqdm.std import tqdm
+    return tqdm
 
 
 class Progress:
@@ -49,7 +88,7 @@ class Progress:
         self.bar = None
         if enabled and total > initial:
             try:
-                from tqdm.auto import tqdm
+                tqdm = _tqdm_class(in_notebook())
             except ImportError:  # pragma: no cover - tqdm is in the data extra
                 log.info("progress bar needs tqdm: pip install 'qlite[data]'")
                 return
