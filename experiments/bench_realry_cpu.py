@@ -22,6 +22,8 @@ import torch
 
 from qlite.layers import QIREN, QuantumLayer
 from qlite.runtime import tune_cpu_allocator
+from qlite.simulators import NativeBackend, reuploading_circuit
+from qlite.simulators.cost import run_cost
 from study_io import machine_info, write_results
 
 STRATEGIES = ("factored", "dense", "realry")
@@ -102,6 +104,10 @@ def to_markdown(result: dict) -> str:
     lines = [f"### Real-RY CPU algebra — {m.get('cpu')} ({m.get('torch_threads')} thread) — {m.get('date')}", "",
              f"torch {m.get('torch')}; load average at the start {m.get('load_average')}; the machine was shared "
              f"with other jobs, so each repeat times every variant in turn and the tables give medians.", "",
+             "Strategies: `factored` (complex Kronecker chunks, CZ rings folded in), `dense` (one matrix per "
+             "static segment), `realry` (merged diagonal phases and real RY chunks, `simulators/realry.py`); all "
+             "unfused, with the CPU batch tiles of 2**18 amplitudes (`cpu_tile`, the default) unless marked "
+             "`untiled`. PennyLane: `default.qubit` + `TorchLayer`, identical architecture, same run.", "",
              "**QIREN training step** (8 qubits, 3 hybrid layers, full Adam step):", "",
              "| points | impl | median ms | min ms | vs PennyLane | vs factored |", "|---:|---|---:|---:|---:|---:|"]
     steps = [r for r in result["rows"] if r["case"] == "qiren_step"]
@@ -111,6 +117,14 @@ def to_markdown(result: dict) -> str:
             pl = f"{by['pennylane']['ms'] / r['ms']:.1f}x" if "pennylane" in by and k != "pennylane" else ""
             fa = f"{by['factored']['ms'] / r['ms']:.2f}x" if k != "pennylane" else ""
             lines.append(f"| {p} | {k} | {r['ms']:.1f} | {r['min_ms']:.1f} | {pl} | {fa} |")
+    lines += ["", "Arithmetic of the batch pass of one step (forward + backward, three 8-qubit layers; "
+              "`qlite.simulators.cost.run_cost` on each strategy's plan):", ""]
+    for p in sorted({r["points"] for r in steps}):
+        counts = {s: 3 * sum(c.flops for c in run_cost(NativeBackend(strategy=s).plan(reuploading_circuit(8, 2, 2),
+                                                                                        batch=p), 8, p, 8)) / 1e9
+                  for s in ("factored", "realry")}
+        lines.append(f"- {p} points: factored {counts['factored']:.2f} GFLOP, realry {counts['realry']:.2f} GFLOP "
+                     f"({counts['realry'] / counts['factored']:.2f}x)")
     layer = [r for r in result["rows"] if r["case"] == "layer_fwd_bwd"]
     for pts in sorted({r["points"] for r in layer}):
         part = [r for r in layer if r["points"] == pts]
@@ -120,7 +134,21 @@ def to_markdown(result: dict) -> str:
             by = {r["impl"]: r["ms"] for r in part if r["qubits"] == n}
             cells = [f"{by[s]:.2f}" if s in by else "-" for s in STRATEGIES]
             lines.append(f"| {n} | " + " | ".join(cells) + f" | {min(by, key=by.get)} |")
+    if result.get("notes"):
+        lines += ["", "**Reading.** " + result["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def rewrite(path: str, notes: str | None = None) -> None:
+    """Re-render the Markdown of an existing result file (no new measurement), optionally with a
+    reading of the figures stored beside them."""
+    from pathlib import Path
+
+    data = json.loads(Path(path).read_text())
+    if notes is not None:
+        data["notes"] = notes
+        Path(path).write_text(json.dumps(data, indent=1))
+    Path(path).with_suffix(".md").write_text(to_markdown(data))
 
 
 def main():
