@@ -224,6 +224,10 @@ def build_run(real: RealLayout, lay: Layout, weights: torch.Tensor, keep_trailin
 
     run_ops = []
     rows = {id(s): i for i, s in enumerate(real.slots)}
+    # the phases of every batch-independent slot in one call: columns of a (2**n, slots) diagonal
+    fixed = [i for i, sl in enumerate(real.slots) if sl.enc is None and (sl.z or sl.crz)]
+    fixed_col = {i: c for c, i in enumerate(fixed)}
+    diags = ops.encoding_diagonal(slot_angles[fixed].T, z_hi, z_lo, cdtype) if fixed else None
     for kind, item in real.items:
         if kind == "ry":
             run_ops += [RealChunk(s, w, c, item) for c, (s, w) in enumerate(lay.chunks) if real.ry_active[item][c]]
@@ -236,7 +240,7 @@ def build_run(real: RealLayout, lay: Layout, weights: torch.Tensor, keep_trailin
                     if slot.sign is not None:
                         run_ops.append(Permute(None, None, slot.sign))
                     continue
-                d = ops.encoding_diagonal(slot_angles[row][:, None], z_hi, z_lo, cdtype)[:, 0]
+                d = diags[:, fixed_col[row]]
                 if slot.sign is not None:
                     d = d * slot.sign
                 if slot.crz:
