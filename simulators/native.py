@@ -272,11 +272,10 @@ class NativeBackend:
         run, x, psi0, tensors, strategy = self._prepare(circuit, weights, x)
         if strategy == "autograd":
             return run.measure(run.forward(x, psi0, tensors))
+        store = self._store(run, x, weights)  # for the whole batch: the tiles' stored states add up
         tile = self._tile_points(run.n, x)
         if tile:  # CPU: tiles of the batch whose states stay in cache through every pass
-            return torch.cat([_Simulate.apply(run, self._store(run, xt, weights), xt, psi0, *tensors)
-                              for xt in x.split(tile)])
-        store = self._store(run, x, weights)
+            return torch.cat([_Simulate.apply(run, store, xt, psi0, *tensors) for xt in x.split(tile)])
         return _Simulate.apply(run, store, x, psi0, *tensors)
 
     def _tile_points(self, n: int, x: torch.Tensor) -> int:
