@@ -162,6 +162,7 @@ def compress(
     device: torch.device | str | None = None,
     offload: bool = False,
     seed: int = 0,
+    kernels: bool = True,
 ) -> CompressionResult:
     """Apply the configs of ``recipe`` to ``model`` in order.
 
@@ -174,6 +175,11 @@ def compress(
         device: where calibration computes (default: where the model is).
         offload: keep only the block being calibrated on ``device`` (the rest stays where it is).
         seed: seeds the sampling done by calibrated methods.
+        kernels: after the last step, store every quantized layer that a real CPU kernel can run (4-bit
+            grouped, 8-bit per-channel weight-only, on a CPU) in that kernel's layout, with the same codes:
+            it runs on low-bit data, in bfloat16 (``qlite.classical.quant.kernels``). Layers that stay
+            simulated are listed in ``report.notes`` with the reason. ``False`` keeps every layer
+            simulated (dequantized per call, the stored format's accuracy without bfloat16 rounding).
 
     Returns:
         :class:`CompressionResult` with ``.model`` and ``.report``.
@@ -226,7 +232,26 @@ def compress(
             log.info("%s done in %.1fs", c.name, seconds[c.name])
     finally:
         target.train(was_training)
+    notes = _use_kernels(target) if kernels else []
     report = CompressionReport(
-        [c.to_dict() for c in items], records, before, state_bytes(target), seconds, len(calib) if calib else 0
+        [c.to_dict() for c in items], records, before, state_bytes(target), seconds, len(calib) if calib else 0,
+        notes=notes,
     )
     return CompressionResult(target, report)
+
+
+def _use_kernels(model: nn.Module) -> list[str]:
+    """Real CPU kernels for the quantized layers that have one; a note per reason a layer stays simulated."""
+    from .quant.modules import QuantizedLinear
+
+    n_real, why = 0, {}
+    for name, m in model.named_modules():
+        if isinstance(m, QuantizedLinear):
+            reason = m.use_kernel()
+            if reason is None:
+                n_real += 1
+            else:
+                why.setdefault(reason, []).append(name)
+    notes = [f"real CPU kernel: {n_real} quantized layer(s)"] if n_real else []
+    notes += [f"simulated ({reason}): {len(names)} layer(s), e.g. {names[0]}" for reason, names in why.items()]
+    return notes

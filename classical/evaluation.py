@@ -163,13 +163,15 @@ def measure_latency(model: nn.Module, prompt: torch.Tensor, *, decode_tokens: in
 
 
 def kernel_label(model: nn.Module) -> str:
-    """``simulated`` if any layer dequantizes on the fly, ``real-kernel`` if any layer runs a torchao or
-    bitsandbytes low-bit kernel, else ``dense``."""
+    """``simulated`` if any layer dequantizes on the fly, ``real-kernel`` if any layer runs a low-bit
+    kernel (qlite's int4 / int8 CPU layouts, torchao, bitsandbytes), ``mixed`` for both, else ``dense``."""
     sim = real = False
     for m in model.modules():
         k = getattr(m, "kernel", None)
         if k == "simulated":
             sim = True
+        elif k == "real-kernel":  # qlite's layers in a real kernel's layout
+            real = True
         mod = type(m).__module__
         if mod.startswith("bitsandbytes"):
             real = True

@@ -2,8 +2,10 @@
 
 ``QuantizedLinear`` keeps the real bytes (packed codes, float16 scales, packed zero points, optional
 group index and input scale) and dequantizes in its forward, so its accuracy is exact for the stored
-format while its speed is *simulated*: it says so through ``kernel = "simulated"``. Real low-bit
-kernels come from ``qlite.classical.export``.
+format while its speed is *simulated*: it says so through ``kernel == "simulated"``. After
+:meth:`QuantizedLinear.use_kernel` (``compress`` calls it by default) a 4-bit grouped or 8-bit per-channel
+layer keeps the same codes in the layout of a real CPU kernel (``qlite.classical.quant.kernels``) and
+``kernel == "real-kernel"``; torchao and bitsandbytes layers come from ``qlite.classical.export``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import is_linear, linear_weight  # noqa: F401  (re-exported)
+from . import kernels as _k
 from .primitives import dequantize_weight, pack_bits, quantize_per_token, unpack_bits
 
 
@@ -26,8 +29,6 @@ class QuantizedLinear(nn.Module):
     mixed-precision decomposition, Dettmers et al. 2022, Eq. 3): since the dequantized weight is shared,
     ``X_o W_o + S * X_i8 W_i8`` is computed as one matmul of the recombined activation.
     """
-
-    kernel = "simulated"
 
     def __init__(
         self,
@@ -61,6 +62,20 @@ class QuantizedLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.register_buffer("outlier_idx", None)
         self.register_buffer("outlier_weight", None)
+        self.layout = "packed"  # or a real-kernel layout: see use_kernel
+
+    @property
+    def kernel(self) -> str:
+        """``real-kernel`` when the matmul runs on the low-bit data (a kernel layout on the CPU), else
+        ``simulated`` (dequantized in every forward)."""
+        on_cpu = self.scale.device.type == "cpu"
+        return "real-kernel" if self.layout != "packed" and on_cpu else "simulated"
+
+    def use_kernel(self) -> str | None:
+        """Store the weight in a real CPU kernel's layout (same codes, scales and zero points) and run
+        that kernel from now on; returns ``None``, or why the layer stays simulated (3-bit codes, W8A8,
+        grouped 8-bit, a layer not on the CPU...)."""
+        return _k.to_kernel_layout(self)
 
     def set_outlier_weights(self, idx: torch.Tensor, columns: torch.Tensor) -> None:
         """Keep float16 copies of the weight columns ``idx`` (``columns``: ``(out, len(idx))``): LLM.int8()'s
@@ -69,6 +84,8 @@ class QuantizedLinear(nn.Module):
         self.outlier_weight = columns.detach().to(torch.float16)
 
     def codes(self) -> torch.Tensor:
+        if self.layout != "packed":
+            return _k.kernel_codes(self)
         return unpack_bits(self.packed, self.bits, self.in_features * self.out_features).reshape(
             self.out_features, self.in_features
         )
@@ -94,6 +111,11 @@ class QuantizedLinear(nn.Module):
         return w if self.input_scale is None else w * self.input_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The kernels have no backward: an input that needs a gradient (LoRA / QAT through this layer)
+        # takes the dequantizing path, as do other devices and dtypes.
+        if (self.layout != "packed" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+                and not (x.requires_grad and torch.is_grad_enabled())):
+            return _k.kernel_forward(self, x)
         w = self.dequantized_weight().to(x.dtype)
         if self.input_scale is not None:
             x = x * self.input_scale.to(x.dtype)
@@ -109,6 +131,8 @@ class QuantizedLinear(nn.Module):
     def extra_repr(self) -> str:
         s = f"in={self.in_features}, out={self.out_features}, bits={self.bits}, group={self.group_size}"
         s += f", sym={self.symmetric}, method={self.method!r}"
+        if self.layout != "packed":
+            s += f", layout={self.layout}"
         if self.act_bits:
             s += f", act_bits={self.act_bits}"
         if self.outlier_threshold is not None:

@@ -105,7 +105,14 @@ def test_evaluate_records_protocol_size_and_speed_labels():
 def test_kernel_label_says_simulated_for_dequantizing_layers():
     net = nn.Sequential(nn.Linear(8, 8))
     assert kernel_label(net) == "dense"
-    assert kernel_label(compress(net, RTN(8)).model) == "simulated"
+    assert kernel_label(compress(net, RTN(8), kernels=False).model) == "simulated"
+    assert kernel_label(compress(net, RTN(3)).model) == "simulated"  # 3-bit: no kernel
+    assert kernel_label(compress(net, RTN(8)).model) == "real-kernel"  # int8 weight-only CPU kernel
+    two = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+    assert kernel_label(compress(two, RTN(3)).model) == "simulated"
+    half = compress(two, RTN(8), kernels=False).model
+    half[0].use_kernel()
+    assert kernel_label(half) == "mixed (real-kernel + simulated)"
 
 
 class _Noisy(nn.Module):

@@ -150,11 +150,13 @@ def test_gptq_beats_rtn_on_a_stack_with_correlated_inputs():
 
 def test_quantized_bytes_are_real():
     net = nn.Sequential(nn.Linear(256, 128, bias=False))
-    q = compress(net, RTN(4, group_size=64, symmetric=False)).model[0]
+    q = compress(net, RTN(4, group_size=64, symmetric=False), kernels=False).model[0]
     assert isinstance(q, QuantizedLinear)
     assert q.packed.numel() == 256 * 128 // 2  # two 4-bit codes a byte
     assert q.scale.dtype == torch.float16 and q.scale.shape == (128, 4)
     assert q.zero_packed.numel() == 128 * 4 // 2
+    k = compress(net, RTN(4, group_size=64, symmetric=False)).model[0]  # the int4 kernel's layout: 4 bits too
+    assert k.layout == "int4_cpu" and k.packed is None and k.weight_int4.numel() == 256 * 128 // 2
     q3 = compress(net, RTN(3, group_size=64, symmetric=True)).model[0]
     assert q3.packed.numel() == math.ceil(256 * 128 * 3 / 8) and q3.zero_packed is None
 
