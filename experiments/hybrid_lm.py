@@ -133,8 +133,10 @@ def ledger_row(model) -> dict:
     if type(model).__module__.startswith("peft"):  # peft's adapters are classical adapter weights
         d["adapter_weights"] += d["other_trainable"]
         d["other_trainable"] = 0
-        lora = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if "lora_" in n)
-        d["bytes_inference"] = d["bytes_stored"] - lora  # LoRA merges into the base weights
+        # LoRA, VeRA (its shared projections included) and IA3 all merge into the base weights
+        extra = sum(t.numel() * t.element_size() for n, t in model.state_dict().items()
+                    if any(k in n for k in ("lora_", "vera_", "ia3_")))
+        d["bytes_inference"] = d["bytes_stored"] - extra
     return d
 
 
@@ -225,18 +227,22 @@ def markdown(summary: list[dict]) -> str:
     for tier in sorted({s["tier"] for s in summary}):
         rows = [s for s in summary if s["tier"] == tier]
         m = rows[0]["meta"]
+        machines = sorted({(s["meta"]["machine"]["cpu"], s["meta"]["machine"]["cuda_device"] or "none",
+                            s["meta"]["machine"]["torch"]) for s in rows})
+        dates = sorted({s["meta"]["machine"]["date"][:10] for s in rows})
+        commands = sorted({s["meta"]["command"] for s in rows})
         lines += [f"## Tier {tier}: {m['title']}", "",
-                  f"Machine: {m['machine']['cpu']}, card: {m['machine']['cuda_device'] or 'none'}, torch "
-                  f"{m['machine']['torch']}, {m['machine']['date']}. {m['steps']} steps of {m['batch']} x {m['seqlen']} "
-                  f"tokens, seeds {rows[0]['seeds']}, learning rate chosen on validation from each arm's grid. "
-                  f"Command: `{m['command']}`.", "",
-                  "| arm | lr | test ppl | val ppl | WikiText-2 ppl | circuit angles | adapter weights | trainable | "
-                  "bytes stored | bytes merged | tokens/s | peak MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "Machine: " + "; ".join(f"{c}, card: {g}, torch {t}" for c, g, t in machines) + f"; {', '.join(dates)}. "
+                  f"{m['steps']} steps of {m['batch']} x {m['seqlen']} tokens per run; the learning rate chosen on "
+                  "validation (seed 0) from each arm's grid of 4, then the other seeds at that rate; mean ± std over "
+                  "the seeds listed. Commands:", "", *[f"    {c}" for c in commands], "",
+                  "| arm | lr | seeds | test ppl | val ppl | WikiText-2 ppl | circuit angles | adapter weights | "
+                  "trainable | bytes stored | bytes merged | tokens/s | peak MiB |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in sorted(rows, key=lambda s: s["ledger"]["total_trainable"]):
             led = s["ledger"]
             peak = "" if s["peak_mib"] is None else f"{s['peak_mib']:.0f}"
-            lines.append(f"| {s['arm']} | {s['lr']:.0e} | {_pm(s['test_ppl'])} | {_pm(s['val_ppl'])} | {_pm(s['ood_ppl'])} | "
+            lines.append(f"| {s['arm']} | {s['lr']:.0e} | {','.join(map(str, s['seeds']))} | {_pm(s['test_ppl'])} | {_pm(s['val_ppl'])} | {_pm(s['ood_ppl'])} | "
                          f"{led['circuit_angles']:,} | {led['adapter_weights']:,} | {led['total_trainable']:,} | "
                          f"{led['bytes_stored']:,} | {led['bytes_inference']:,} | {s['tokens_per_s']:.0f} | {peak} |")
         lines += ["", f"Test perplexity over {rows[0]['test_tokens']:,} scored tokens per model.", ""]
@@ -268,6 +274,8 @@ def plot(summary: list[dict], path: Path) -> None:
 
 def merge(paths: list[Path], out: Path) -> list[dict]:
     rows = [r for p in paths for r in done_runs(p)]
+    if not rows:
+        raise SystemExit(f"no hybrid_lm_*.jsonl results under {out.parent}; run a tier first")
     summary = summarise(rows)
     head = (out.parent / "hybrid_lm.notes.md").read_text() if (out.parent / "hybrid_lm.notes.md").is_file() else ""
     out.with_suffix(".md").write_text(head + "\n" + markdown(summary))

@@ -11,6 +11,8 @@ One public function per module, in the style of PennyLane's ``qml.fourier``:
 * :func:`least_squares_coefficients` -- coefficients on a known, real frequency set;
 * :func:`power_spectrum` / :func:`compare_spectra` -- signal against model, error by band;
 * :func:`classical_spectrum` -- SIREN / Fourier-feature first layers, for comparison;
+* :func:`adapter_spectrum` -- the series a trained ``qlite.lm`` QuantumAdapter / QuantumFFN circuit
+  carries, with the directions back to its layer's inputs (lives in ``qlite.lm.spectrum``);
 * ``qlite.spectrum.visualize`` -- plots (matplotlib, imported on use).
 """
 
@@ -24,11 +26,24 @@ from .model_spectrum import ModelSpectrum, model_spectrum
 from .power import PowerSpectrum, power_spectrum
 from .spectrum_size import spectrum_size
 
+
+
+def __getattr__(name):
+    # qlite.lm builds on this package, so its spectrum entry point is re-exported lazily (no import cycle)
+    if name in ("adapter_spectrum", "AdapterSpectrum"):
+        from ..lm import spectrum as _lm_spectrum
+
+        return getattr(_lm_spectrum, name)
+    raise AttributeError(f"module 'qlite.spectrum' has no attribute {name!r}")
+
+
 __all__ = [
+    "AdapterSpectrum",
     "FourierFit",
     "ModelSpectrum",
     "PowerSpectrum",
     "SpectrumComparison",
+    "adapter_spectrum",
     "circuit_spectrum",
     "classical_spectrum",
     "coefficients",

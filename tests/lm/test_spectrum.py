@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from qlite.lm import QuantumAdapterConfig, QuantumFFNConfig, adapter_spectrum, inject
+from qlite.spectrum import adapter_spectrum as spectrum_entry
 
 
 def _series(c, a, L):
@@ -44,3 +45,7 @@ def test_ffn_has_one_spectrum_per_head():
     assert len(spec.coefficients) == 3 and spec.coefficients[0].shape == (3, 3, 4)
     with pytest.raises(TypeError, match="QuantumAdapter or QuantumFFN"):
         adapter_spectrum(net[0])
+
+
+def test_qlite_spectrum_reexports_the_adapter_spectrum():
+    assert spectrum_entry is adapter_spectrum
