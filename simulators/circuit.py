@@ -193,6 +193,19 @@ class Circuit:
             elif have < need:
                 raise ValueError(f"{attr}={have} but the gates index up to {need - 1}")
 
+    def __hash__(self) -> int:
+        # backends look circuits up in dicts on every forward: hash the gate tuple once, not per call
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.n_qubits, self.gates, self.observables, self.n_weights, self.n_inputs))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_hash", None)  # string hashes differ between processes: recomputed where it is used
+        return state
+
     @property
     def n_observables(self) -> int:
         return len(self.observables)

@@ -56,3 +56,13 @@ def test_ring_folding_only_where_its_matrices_are_no_larger_than_the_state():
     backend = NativeBackend(strategy="factored")
     assert not any(isinstance(op, ChunkBlocks) for op in backend.plan(c, batch=1))  # 64 6-qubit matrices > one state
     assert any(isinstance(op, ChunkBlocks) for op in backend.plan(c, batch=1024))
+
+
+def test_a_circuit_hashes_its_gates_once_and_pickles_without_the_hash():
+    import pickle
+
+    c, d = reuploading_circuit(4, 2), reuploading_circuit(4, 2)
+    assert hash(c) == hash(d) and {c: 1}[d] == 1
+    assert c.__dict__["_hash"] == hash(c)  # cached: the backends' per-forward lookups cost nothing
+    e = pickle.loads(pickle.dumps(c))
+    assert "_hash" not in e.__dict__ and e == c and hash(e) == hash(c)  # recomputed in the new process
