@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -16,7 +17,6 @@ from torch import nn
 from qlite.simulators import Circuit, get_backend, reuploading_circuit
 
 TWO_PI = 2 * math.pi
-_ANSATZ = dict(spectrum_layers=2, sublayers=2, entangler="cz", encoding="rz")  # QuantumLayer's defaults
 
 
 def _tracing(x: torch.Tensor) -> bool:
@@ -141,6 +141,11 @@ class QuantumLayer(nn.Module):
                     f"{c['n_inputs']} inputs, observables={' | '.join(c['observables'])}), backend={self.backend.name!r}")
         return (f"n_qubits={c['n_qubits']}, spectrum_layers={c['spectrum_layers']}, sublayers={c['sublayers']}, "
                 f"entangler={c['entangler']!r}, encoding={c['encoding']!r}, backend={self.backend.name!r}")
+
+
+# the ansatz arguments' defaults, read from the signature (circuit= must leave them at these)
+_ANSATZ = {k: p.default for k, p in inspect.signature(QuantumLayer.__init__).parameters.items()
+           if k in ("spectrum_layers", "sublayers", "entangler", "encoding")}
 
 
 class HybridLayer(nn.Module):
