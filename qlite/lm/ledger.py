@@ -31,7 +31,7 @@ def _state_bytes(tensors) -> int:
     return total
 
 
-def _own_state(name: str, module: nn.Module) -> dict[str, torch.Tensor]:
+def _own_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """State of an adapter without the base layer it wraps."""
     return {k: v for k, v in module.state_dict().items() if not k.startswith("base.")}
 
@@ -125,7 +125,7 @@ def parameter_ledger(model: nn.Module) -> Ledger:
         params = [p for n, p in m.named_parameters() if not n.startswith("base.") and p.requires_grad]
         a = sum(p.numel() for p in params if id(p) in angles)
         rows.append(LedgerRow(name, type(m).__name__, a, sum(p.numel() for p in params) - a,
-                              _state_bytes(_own_state(name, m).values()), bool(getattr(m, "mergeable", True))))
+                              _state_bytes(_own_state(m).values()), bool(getattr(m, "mergeable", True))))
     seen, circuit, weights, other, frozen = set(), 0, 0, 0, 0
     for p in model.parameters():
         if id(p) in seen:
