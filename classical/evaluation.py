@@ -29,6 +29,7 @@ from torch import nn
 
 from .calibration import output_logits
 from .rng import forked_rng, seed_from
+from .memory import tensor_bytes
 from .transform import state_bytes
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,8 @@ class EvalResult:
     seed: int  # what the forked RNG of the evaluation was seeded with
     seconds: float
     extra: dict = field(default_factory=dict)
+    resident_bytes: int | None = None  # what the process holds for the model (RSS growth on CPU), if measured
+    tensor_bytes: int | None = None  # every tensor the model holds, non-persistent buffers included
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -239,6 +242,7 @@ def evaluate(
     reference_bytes: int | None = None,
     latency: bool = True,
     generator: torch.Generator | None = None,
+    resident_bytes: int | None = None,
 ) -> EvalResult:
     """Evaluate a causal LM with the fixed protocol (module docstring).
 
@@ -247,6 +251,8 @@ def evaluate(
         tokens: ``(n,)`` token ids of the evaluation text (see :func:`corpus_tokens`); the latency prompt is
             its first ``prompt_len`` tokens.
         reference_bytes: bytes of the uncompressed model, for the compression ratio.
+        resident_bytes: the model's resident size as measured when it was built (e.g. by
+            :func:`qlite.classical.memory.resident_delta`), reported beside ``bytes``.
     Returns:
         :class:`EvalResult`.
 
@@ -284,6 +290,8 @@ def evaluate(
         device=str(_device(model)),
         seed=seed,
         seconds=time.perf_counter() - t0,
+        resident_bytes=resident_bytes,
+        tensor_bytes=tensor_bytes(model),
     )
 
 
@@ -324,14 +332,16 @@ def machine_info() -> dict:
 def results_markdown(rows: list[dict], *, reference: str | None = None) -> str:
     """A Markdown table of evaluation rows (dicts of :meth:`EvalResult.to_dict`)."""
     ref = next((r for r in rows if r["label"] == reference), None)
-    head = "| method | ppl | Δppl vs ref | bytes | ratio | prefill ms | decode ms/tok | decode tok/s | speed is |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    head = ("| method | ppl | Δppl vs ref | bytes | resident MB | ratio | prefill ms | decode ms/tok | decode tok/s "
+            "| speed is |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         d = "" if ref is None else f"{r['perplexity'] - ref['perplexity']:+.3f}"
         lat = r.get("latency") or {}
         ratio = "" if r.get("compression_ratio") is None else f"{r['compression_ratio']:.2f}"
+        rss = "" if r.get("resident_bytes") is None else f"{r['resident_bytes'] / 1e6:.1f}"
         lines.append(
-            f"| {r['label']} | {r['perplexity']:.3f} | {d} | {r['bytes']:,} | {ratio} | "
+            f"| {r['label']} | {r['perplexity']:.3f} | {d} | {r['bytes']:,} | {rss} | {ratio} | "
             f"{lat.get('prefill_ms', float('nan')):.1f} | {lat.get('decode_ms_per_token', float('nan')):.1f} | "
             f"{lat.get('decode_tokens_per_s', float('nan')):.1f} | {r['kernel']} |"
         )

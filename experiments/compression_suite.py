@@ -4,6 +4,7 @@ compression studies: ``quantization.py``, ``sparsity_lowrank.py``)."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import logging
@@ -17,6 +18,7 @@ from torch import nn
 
 from qlite.classical import CompressionConfig, compress, evaluate, state_bytes
 from qlite.classical.evaluation import results_markdown
+from qlite.classical.memory import resident_delta
 import study_io
 from study_io import machine_info, normalize_machine
 
@@ -34,6 +36,7 @@ class Entry:
     post: Callable[[nn.Module], nn.Module] | None = None
     build: Callable[[nn.Module, list | None], nn.Module] | None = None  # a reference library's own pipeline
     note: str = ""
+    kernels: bool = True  # compress(kernels=...): real CPU kernels where a layer has one, else simulated
 
 
 @dataclass
@@ -49,24 +52,31 @@ def run_suite(model: nn.Module, entries: list[Entry], calib_sets: dict[str, list
     partial results)."""
     suite = Suite()
     ref_bytes = state_bytes(model)
+    _warm_up()
     for e in entries:
         log.info("=== %s", e.label)
         t0, c0 = time.perf_counter(), time.process_time()
+        times = {}
         try:
             calib = calib_sets.get(e.calib) if e.calib else None
-            report = None
-            if e.build is not None:
-                m = e.build(model, calib)
-            elif e.recipe:
-                res = compress(model, e.recipe, calib, device=device, offload=offload)
-                m, report = res.model, res.report
-            else:
-                m = model
-            seconds = time.perf_counter() - t0
-            cpu_seconds = time.process_time() - c0  # CPU time of this process: robust to a shared machine
-            if e.post is not None:
-                m = e.post(m)
-            r = evaluate(m, tokens, label=e.label, reference_bytes=ref_bytes, **eval_kw).to_dict()
+
+            def build():
+                if e.build is not None:
+                    m, report = e.build(model, calib), None
+                elif e.recipe:
+                    res = compress(model, e.recipe, calib, device=device, offload=offload, kernels=e.kernels)
+                    m, report = res.model, res.report
+                else:
+                    m, report = copy.deepcopy(model), None  # a copy, so its resident size is measured too
+                times["seconds"] = time.perf_counter() - t0
+                times["cpu"] = time.process_time() - c0  # CPU time of this process: robust to a shared machine
+                return (m if e.post is None else e.post(m)), report
+
+            # resident size of the model as built: RSS growth on the CPU (freed memory handed back first)
+            (m, report), resident = resident_delta(build, device or "cpu")
+            seconds, cpu_seconds = times["seconds"], times["cpu"]
+            r = evaluate(m, tokens, label=e.label, reference_bytes=ref_bytes, resident_bytes=resident,
+                         **eval_kw).to_dict()
             r["compress_seconds"] = seconds
             r["compress_cpu_seconds"] = cpu_seconds
             r["recipe"] = [c.to_dict() for c in e.recipe]
@@ -86,6 +96,17 @@ def run_suite(model: nn.Module, entries: list[Entry], calib_sets: dict[str, list
         if on_row is not None:
             on_row(suite)
     return suite
+
+
+def _warm_up() -> None:
+    """The first quantization, kernel and matmul calls of a process load code and tables (~9 MB of RSS on the
+    2-core CPU): done once before the rows, so no row's resident size carries it."""
+    from qlite.classical import RTN
+
+    for recipe in (RTN(4, group_size=32), RTN(8)):
+        with torch.no_grad():
+            for kernels in (True, False):
+            compress(nn.Sequential(nn.Linear(64, 32)), recipe, kernels=kernels).model(torch.randn(2, 64))
 
 
 def _row(rows, label):
