@@ -106,7 +106,7 @@ def _warm_up() -> None:
     for recipe in (RTN(4, group_size=32), RTN(8)):
         with torch.no_grad():
             for kernels in (True, False):
-            compress(nn.Sequential(nn.Linear(64, 32)), recipe, kernels=kernels).model(torch.randn(2, 64))
+                compress(nn.Sequential(nn.Linear(64, 32)), recipe, kernels=kernels).model(torch.randn(2, 64))
 
 
 def _row(rows, label):
@@ -141,6 +141,21 @@ def check_targets(rows: list[dict], targets: list[tuple]) -> list[dict]:
             detail = f"{baseline} {b['perplexity']:.3f} vs {method} {m['perplexity']:.3f}"
             met = v > 0
         out.append({"target": name, "value": v, "limit": limit, "met": met, "detail": detail})
+    return out
+
+
+def check_speed(rows: list[dict], targets: list[tuple]) -> list[dict]:
+    """Speed targets ``(name, method, latency key, min ratio)``: ``method's key / FP32's key >= ratio``
+    (keys of the latency record, e.g. ``decode_tokens_per_s``); rows of one run, one machine."""
+    fp, out = _row(rows, "FP32"), []
+    for name, method, key, limit in targets:
+        m = _row(rows, method)
+        if fp is None or m is None or key not in (m.get("latency") or {}) or key not in (fp.get("latency") or {}):
+            out.append({"target": name, "value": None, "limit": limit, "met": None, "detail": "not run"})
+            continue
+        v = m["latency"][key] / fp["latency"][key]
+        out.append({"target": name, "value": v, "limit": round(limit, 3), "met": v >= limit,
+                    "detail": f"{method} {m['latency'][key]:.1f} vs FP32 {fp['latency'][key]:.1f} {key} ({m['kernel']})"})
     return out
 
 
@@ -181,7 +196,7 @@ def write_results(stem: str | Path, *, title: str, setup: dict, suite: Suite, ta
         cpu = r.get("compress_cpu_seconds")
         L.append(f"| {r['label']} | {r['calib'] or '-'} | {r['compress_seconds']:.1f} | {'' if cpu is None else f'{cpu:.1f}'} | "
                  f"{'' if me is None else f'{me:.4g}'} | {r['note']} |")
-    L += ["", "## Targets (issue 5)", "", "| target | value | limit | met | detail |", "|---|---:|---:|---|---|"]
+    L += ["", "## Targets (issues 5 and 14)", "", "| target | value | limit | met | detail |", "|---|---:|---:|---|---|"]
     for t in targets:
         v = "" if t["value"] is None else f"{t['value']:.3f}"
         L.append(f"| {t['target']} | {v} | {t['limit']} | {t['met']} | {t['detail']} |")
