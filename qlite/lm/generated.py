@@ -191,7 +191,10 @@ class QuantumLoRA(LinearAdapter):
         return self.generator if "generator" in self._modules else self._shared[0]
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.weight_generator.factors(self.slot)
+        gen = self.weight_generator
+        if "generator" in self._modules and torch.is_grad_enabled():
+            gen.invalidate()  # a generator of its own: each forward with gradients builds a fresh graph
+        return gen.factors(self.slot)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         A, B = self.factors()
