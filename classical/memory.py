@@ -18,6 +18,8 @@ from typing import Callable, TypeVar
 import torch
 from torch import nn
 
+from .transform import _plain_tensors
+
 T = TypeVar("T")
 
 
@@ -60,7 +62,7 @@ def resident_delta(build: Callable[[], T], device: str | torch.device = "cpu") -
 
 def tensor_bytes(module: nn.Module) -> int:
     """Bytes of every distinct storage held by ``module``'s parameters and buffers (persistent or not)
-    and by tensors kept as plain module attributes."""
+    and by tensors kept as plain module attributes (a wrapper tensor subclass counts what it holds)."""
     seen, total = set(), 0
     for m in module.modules():
         tensors = [*m._parameters.values(), *m._buffers.values()]
@@ -68,9 +70,10 @@ def tensor_bytes(module: nn.Module) -> int:
         for t in tensors:
             if t is None:
                 continue
-            s = t.untyped_storage()
-            if s.data_ptr() in seen:
-                continue
-            seen.add(s.data_ptr())
-            total += s.nbytes()
+            for p in _plain_tensors(t):  # torchao's wrapper tensors: the tensors they hold
+                s = p.untyped_storage()
+                if s.data_ptr() in seen:
+                    continue
+                seen.add(s.data_ptr())
+                total += s.nbytes()
     return total

@@ -68,3 +68,12 @@ def test_evaluate_reports_resident_beside_bytes():
     r = evaluate(model, torch.arange(64) % 16, seqlen=16, latency=False, resident_bytes=resident)
     assert r.resident_bytes == resident and r.tensor_bytes == r.bytes
     assert r.to_dict()["resident_bytes"] == resident
+
+
+def test_tensor_bytes_counts_torchao_wrapper_tensors():
+    pytest = __import__("pytest")
+    pytest.importorskip("torchao")
+    from qlite.classical import export_torchao, torchao_configs
+
+    m = export_torchao(compress(nn.Sequential(nn.Linear(256, 128)), RTN(8)).model, torchao_configs()["int8_weight_only"])
+    assert 256 * 128 <= tensor_bytes(m) <= 1.1 * state_bytes(m) + 1024
