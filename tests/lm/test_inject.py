@@ -182,12 +182,12 @@ def test_a_second_injection_does_not_wrap_adapters(tiny_llama):
     assert [r["config"]["type"] for r in two.qlite_adapters] == ["QuantumLoRAConfig", "UnitaryAdapterConfig"]
 
 
-@pytest.mark.parametrize("scope", ["model", "layer"])
-def test_gradient_accumulation_over_two_forwards(tiny_llama, tokens, scope):
-    hybrid = inject(tiny_llama, QuantumLoRAConfig(r=2, scope=scope), target_modules=["q_proj", "v_proj"])
-    hybrid = inject(hybrid, UnitaryAdapterConfig(r=2), target_modules=["k_proj"])
+@pytest.mark.parametrize("cfg", [QuantumLoRAConfig(r=2), QuantumLoRAConfig(r=2, scope="layer"), UnitaryAdapterConfig(r=2)],
+                         ids=["qlora-model", "qlora-layer", "unitary"])
+def test_gradient_accumulation_over_two_forwards(tiny_llama, tokens, cfg):
+    hybrid = inject(tiny_llama, cfg, target_modules=["q_proj", "v_proj"])
     hybrid.train()
-    for _ in range(2):  # two micro-batches, one optimiser step: no stale graph is reused
+    for _ in range(2):  # two micro-batches, one optimiser step: no freed graph is reused
         hybrid(tokens).logits.float().logsumexp(-1).mean().backward()
     grads = [p.grad for p in hybrid.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads)
