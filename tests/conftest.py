@@ -1,4 +1,12 @@
+import os
+
 import pytest
+import torch
+
+# The fused kernels are tested on CPUs through Triton's interpreter, which must be chosen before
+# anything imports triton (transformers / torchao / torch's compiler may import it during collection).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from qlite.paths import data_dir
 
