@@ -88,8 +88,13 @@ def _plain_tensors(t: torch.Tensor):
 def state_bytes(module: nn.Module) -> int:
     """Bytes of a module's state_dict tensors, each storage counted once (tied weights); wrapper
     tensor subclasses (torchao) count the tensors they hold."""
+    return tensors_bytes(module.state_dict().values())
+
+
+def tensors_bytes(tensors) -> int:
+    """Bytes of ``tensors`` as :func:`state_bytes` counts them (each storage once, wrappers unpacked)."""
     seen, total = set(), 0
-    for t in module.state_dict().values():
+    for t in tensors:
         if not isinstance(t, torch.Tensor):
             continue
         for p in _plain_tensors(t):

@@ -18,17 +18,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..classical.transform import tensors_bytes
 from .inject import adapter_modules
-
-
-def _state_bytes(tensors) -> int:
-    seen, total = set(), 0
-    for t in tensors:
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-    return total
 
 
 def _own_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -125,7 +116,7 @@ def parameter_ledger(model: nn.Module) -> Ledger:
         params = [p for n, p in m.named_parameters() if not n.startswith("base.") and p.requires_grad]
         a = sum(p.numel() for p in params if id(p) in angles)
         rows.append(LedgerRow(name, type(m).__name__, a, sum(p.numel() for p in params) - a,
-                              _state_bytes(_own_state(m).values()), bool(getattr(m, "mergeable", True))))
+                              tensors_bytes(_own_state(m).values()), bool(getattr(m, "mergeable", True))))
     seen, circuit, weights, other, frozen = set(), 0, 0, 0, 0
     for p in model.parameters():
         if id(p) in seen:
@@ -139,7 +130,7 @@ def parameter_ledger(model: nn.Module) -> Ledger:
             weights += p.numel()
         else:
             other += p.numel()
-    stored = _state_bytes(model.state_dict().values())
+    stored = tensors_bytes(model.state_dict().values())
     adapter_bytes = sum(r.bytes for r in rows)
     merged_away = sum(r.bytes for r in rows if r.mergeable)
     return Ledger(circuit, weights, other, frozen, stored, adapter_bytes, stored - merged_away, rows)
