@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "compare": "qlite.cli.compare",
     "spectrum": "qlite.cli.spectrum",
     "bench": "qlite.cli.bench",
+    "compress": "qlite.cli.compress", "evaluate": "qlite.cli.evaluate",
 }
 
 
