@@ -161,12 +161,13 @@ def kernel_forward(q, x: torch.Tensor) -> torch.Tensor:
     if q.input_scale is not None:
         x2 = x2 * q.input_scale.to(x2.dtype)
     xb = x2.to(CPU_COMPUTE_DTYPE)
+    sz = q.kernel_scale.to(CPU_COMPUTE_DTYPE)  # a no-op unless model.half() / .to(dtype) cast the buffer
     if q.layout == "int8_cpu":
-        y = torch.ops.aten._weight_int8pack_mm(xb.contiguous(), q.weight_int8, q.kernel_scale)
+        y = torch.ops.aten._weight_int8pack_mm(xb.contiguous(), q.weight_int8, sz)
     else:
         if q.kernel_perm is not None:
             xb = xb.index_select(1, q.kernel_perm)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb.contiguous(), q.weight_int4, q.kernel_group, q.kernel_scale)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb.contiguous(), q.weight_int4, q.kernel_group, sz)
     y = y.to(x.dtype)
     if q.bias is not None:
         y = y + q.bias.to(y.dtype)

@@ -105,3 +105,15 @@ def test_kernel_model_logits_match_the_simulated_model(tiny_llm):
         a, b = sim(windows[0]).logits, real(windows[0]).logits
     assert float((a - b).norm() / a.norm()) < 2e-2
     assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9
+
+
+def test_a_model_cast_to_half_or_bfloat16_still_runs_its_kernels():
+    for recipe in (RTN(4, group_size=64), RTN(8)):
+        q, calib = _layer([recipe])
+        q.use_kernel()
+        y = q(calib[0][:2])
+        for dt in (torch.float16, torch.bfloat16):
+            h = __import__("copy").deepcopy(q).to(dt)
+            out = h(calib[0][:2].to(dt))
+            assert out.dtype == dt and h.kernel == "real-kernel"
+            assert float((out.float() - y).norm() / y.norm()) < 2e-2
