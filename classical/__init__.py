@@ -32,6 +32,14 @@ def __getattr__(name):
         from . import export as _x
 
         return getattr(_x, name)
+    if name in ("export_compressed_tensors", "load_compressed_tensors"):
+        from . import serving as _s
+
+        return getattr(_s, name)
+    if name in ("export_gguf", "read_gguf_weights"):
+        from . import gguf_export as _g
+
+        return getattr(_g, name)
     if name in ("load_causal_lm", "smollm2_gguf_path"):
         from . import models as _m
 
@@ -47,4 +55,5 @@ __all__ = [
     "Magnitude", "Wanda", "SparseGPT", "NMPattern", "StructuredPrune", "SparseLinear", "LowRank", "LoRARecover", "FactorizedEmbedding",
     "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention",
     "lora_recover", "export_torchao", "export_bitsandbytes", "torchao_configs",
+    "export_compressed_tensors", "load_compressed_tensors", "export_gguf", "read_gguf_weights",
 ]
