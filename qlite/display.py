@@ -66,3 +66,28 @@ def loss_svg(values: Sequence[float], *, width: int = 320, height: int = 110, ma
             f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>'
             f'<text x="{width - pad}" y="14" font-size="10" text-anchor="end">{html.escape(fmt(vals[0], 3))} '
             f"&#8594; {html.escape(fmt(vals[-1], 3))}</text></svg>")
+
+
+def scatter_svg(xy: Sequence[Sequence[float]], *, size: int = 220, max_points: int = 2000,
+                title: str = "frequency vectors") -> str:
+    """An inline SVG scatter of 2-D points (evenly strided down to ``max_points``), axes through 0;
+    empty string for no points."""
+    pts = [(float(p[0]), float(p[1])) for p in xy]
+    if not pts:
+        return ""
+    if len(pts) > max_points:
+        step = (len(pts) - 1) / (max_points - 1)
+        pts = [pts[round(i * step)] for i in range(max_points)]
+    r = max(max(abs(x), abs(y)) for x, y in pts) or 1.0
+    half, pad = size / 2, 8
+
+    def px(v):
+        return half + v / r * (half - pad)
+
+    dots = "".join(f'<circle cx="{px(x):.1f}" cy="{size - px(y):.1f}" r="1.5"/>' for x, y in pts)
+    return (f'<svg width="{size}" height="{size}" xmlns="http://www.w3.org/2000/svg"><title>{html.escape(title)}</title>'
+            f'<rect width="{size}" height="{size}" fill="white" stroke="#ccc"/>'
+            f'<line x1="0" y1="{half}" x2="{size}" y2="{half}" stroke="#ddd"/>'
+            f'<line x1="{half}" y1="0" x2="{half}" y2="{size}" stroke="#ddd"/>'
+            f'<g fill="#1f77b4">{dots}</g>'
+            f'<text x="{size - pad}" y="14" font-size="10" text-anchor="end">|w| &lt;= {html.escape(fmt(r, 3))}</text></svg>')

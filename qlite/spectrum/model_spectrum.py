@@ -65,8 +65,9 @@ class ModelSpectrum:
                 f"order {self.order}, {self.hybrid_layers} hybrid layer(s))")
 
     def _repr_html_(self) -> str:
-        """Notebook display: size, bound, bandwidth per input coordinate and what is exact."""
-        from qlite.display import table
+        """Notebook display: size, bound, bandwidth per input coordinate and what is exact, and for
+        two input coordinates a scatter of the vectors (w_2 across, w_1 up, as ``frequency_scatter``)."""
+        from qlite.display import scatter_svg, table
 
         rows = [["frequency vectors", self.size], ["counted", "exactly (enumerated)" if self.enumerated else
                                                    f"upper bound; {len(self.frequencies):,} sampled"],
@@ -74,7 +75,8 @@ class ModelSpectrum:
                 ["hybrid layers", self.hybrid_layers], ["circuit inputs", int(self.directions.shape[0])]]
         rows += [[f"bandwidth |w_{i}| max", float(b)] for i, b in enumerate(self.bandwidth.tolist())]
         rows.append(["note", self.note])
-        return table(rows, ["", "value"], caption="model spectrum")
+        plot = scatter_svg(self.frequencies[:, [1, 0]].tolist()) if self.frequencies.shape[1] == 2 else ""
+        return f"<div>{table(rows, ['', 'value'], caption='model spectrum')}{plot}</div>"
 
 
 def _find_front(model: nn.Module):

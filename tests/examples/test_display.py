@@ -8,7 +8,7 @@ from torch import nn
 
 import qlite
 from qlite import data
-from qlite.display import fmt, loss_svg, table
+from qlite.display import fmt, loss_svg, scatter_svg, table
 
 
 def _one_short_line(obj, limit=200):
@@ -92,6 +92,8 @@ def test_model_spectrum_html_has_size_and_bandwidth():
     assert f"<td>{spec.size:,}</td>" in html and f"<td>{spec.bound:,}</td>" in html
     for b in spec.bandwidth.tolist():
         assert f"<td>{fmt(float(b))}</td>" in html
+    assert spec.enumerated and html.count("<circle") == min(len(spec.frequencies), 2000)  # the scatter of the set
+    assert scatter_svg([]) == "" and scatter_svg([[1.0, 2.0]] * 5000, max_points=10).count("<circle") == 10
 
 
 def test_ledger_html_has_counts_and_rows():
