@@ -71,9 +71,10 @@ def _ct_weight_args(name: str, q: QuantizedLinear) -> dict:
         args["strategy"] = "channel"
     else:
         if K % q.group_size:
+            fits = [s for s in (32, 64, 128) if K % s == 0]
+            hint = f"a divisor of {K} such as {fits[-1]}" if fits else f"a group size dividing {K}, or per channel"
             raise ValueError(f"layer {name!r}: groups of {q.group_size} do not divide its {K} inputs (a shorter "
-                             "last group); compressed-tensors groups must divide the input dimension: use a "
-                             f"divisor of {K} such as {max(s for s in (32, 64, 128) if K % s == 0) if K % 32 == 0 else 'none'}")
+                             f"last group); compressed-tensors groups must divide the input dimension: use {hint}")
         args.update(strategy="group", group_size=q.group_size)
     return args
 
