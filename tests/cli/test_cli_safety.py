@@ -143,7 +143,7 @@ def test_an_edited_checkpoint_is_refused_on_resume(tmp_path, capsys):
     assert code == 2 and "index_sha256" in err and _last(stdout)["error"]
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, capsys):
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     """A run killed with SIGKILL at an arbitrary moment continues with --resume to the same result."""
     args = ["--data", "image:camera", "--size", "8", "--model", "tanh", "--lr", "0.01", "--threads", "1",
             "--checkpoint-every", "25"]
@@ -164,11 +164,18 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, capsys):
     done = json.loads((out / "checkpoint.json").read_text())["epoch"]
     assert done >= 25 and done % 25 == 0
     total = done + 10
-    code, stdout, _ = _run(capsys, ["fit", "--resume", out, "--epochs", total])
-    assert code == 0
-    resumed = _last(stdout)
-    code, stdout, _ = _run(capsys, ["fit", *args, "--epochs", total, "--out", tmp_path / "whole"])
-    whole = _last(stdout)
+
+    def cli(*argv):
+        # Every stage in a fresh process with the same environment, as a user runs it. Run in-process,
+        # the comparison passed alone but differed in the last float32 bit after the whole suite
+        # (CI, 2026-12-04): process-wide state left by earlier tests, which says nothing about resume.
+        run = subprocess.run([sys.executable, "-m", "qlite.cli", "fit", *map(str, argv)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return _last(run.stdout)
+
+    resumed = cli("--resume", out, "--epochs", total)
+    whole = cli(*args, "--epochs", total, "--out", tmp_path / "whole")
     assert resumed["epochs"] == whole["epochs"] == total
     assert resumed["mse"] == whole["mse"]  # bit for bit on CPU
     hist = json.loads((out / "result.json").read_text())["fit"]["history"]["loss"]
