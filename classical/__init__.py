@@ -23,11 +23,19 @@ def __getattr__(name):
         from . import evaluation as _ev
 
         return getattr(_ev, name)
-    if name in ("distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention", "lora_recover"):
+    if name in ("distill", "kd_loss", "sink_cache", "h2o_cache", "pruning_cache", "scoring_attention", "lora_recover"):
         from . import distillation as _d, kvcache as _kv
         from .lowrank import lora as _lora
 
         return getattr(next(m for m in (_d, _kv, _lora) if hasattr(m, name)), name)
+    if name in ("SparseAttention", "sparse_attention", "with_sparse_attention", "sparse_mask"):
+        from . import sparse_attention as _sa
+
+        return getattr(_sa, name)
+    if name in ("MoLoRA", "molora_recover", "lorahub", "LoRAModule", "lora_module"):
+        from . import lowrank as _lr
+
+        return getattr(_lr, name)
     if name in ("export_torchao", "export_bitsandbytes", "torchao_configs"):
         from . import export as _x
 
@@ -56,4 +64,5 @@ __all__ = [
     "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention",
     "lora_recover", "export_torchao", "export_bitsandbytes", "torchao_configs",
     "export_compressed_tensors", "load_compressed_tensors", "export_gguf", "read_gguf_weights",
+    "pruning_cache", "SparseAttention", "sparse_attention", "with_sparse_attention", "sparse_mask",
 ]

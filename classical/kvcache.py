@@ -9,14 +9,21 @@ heavy-hitter eviction (H2O).
   evictions are per key/value head; with grouped-query attention a key/value head's score is the sum
   over the query heads of its group.
 
-Both hold at most ``budget`` tokens per layer between forward calls: a step attends to the kept tokens
+* :func:`pruning_cache` (a training-free form of Anagnostidis et al. 2023, "Dynamic Context Pruning for
+  Efficient and Interpretable Autoregressive Transformers"): after every step, drop each token whose
+  accumulated attention, averaged over the queries that have seen it and the query heads, stays below
+  ``threshold``; the ``recent`` newest tokens (not yet judged) and the ``sinks`` first ones are kept.
+  As in their method a token leaves a layer for every head at once (per layer, not per head), so the
+  cache stays one rectangular tensor and shrinks by a different amount in every layer.
+
+Sinks and H2O hold at most ``budget`` tokens per layer between forward calls: a step attends to the kept tokens
 plus the new ones, then the cache evicts down to ``budget`` (as the H2O reference does after each
 step). Cached keys keep the rotary position of their original place in the text and new tokens get
 their true positions. StreamingLLM instead re-assigns positions inside the cache, which matters only
 for texts longer than the model's trained context (not reached in our evaluations); that re-rotation
 is not implemented here.
 
-H2O needs the attention probabilities, which the fused kernels do not expose: inside
+H2O and context pruning need the attention probabilities, which the fused kernels do not expose: inside
 :func:`scoring_attention` the model computes attention with the eager formula (same result as eager
 attention) and hands the probabilities to the H2O cache layer that produced the keys. The cache
 reaches the attention function through the attention module it was passed to (a pre-forward hook
@@ -171,7 +178,80 @@ def _layers():
             super().reset()
             self.scores, self._returned = None, None
 
-    return Cache, SinkLayer, H2OLayer
+    class PruningLayer(_Evicting):
+        """Context pruning by a threshold on each token's mean received attention (module docstring)."""
+
+        ragged = True  # layers keep different numbers of tokens (the scoring attention rebuilds their masks)
+
+        def __init__(self, threshold: float, recent: int, sinks: int):
+            super().__init__(budget=0)
+            self.threshold, self.recent, self.sinks = threshold, recent, sinks
+            self.scores: torch.Tensor | None = None  # (B, kept) attention summed over query heads and queries
+            self.counts: torch.Tensor | None = None  # (kept,) queries x query heads that have seen each token
+            self.positions: torch.Tensor | None = None  # (kept,) original position of each kept token
+            self.dropped = 0
+            self._returned: torch.Tensor | None = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if self._returned is not None:
+                raise RuntimeError(
+                    "the pruning_cache got no attention scores for the previous step: run the model inside "
+                    "qlite.classical.kvcache.scoring_attention(model) so the scores reach the cache"
+                )
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            B, T = key_states.shape[0], key_states.shape[-2]
+            pos = torch.arange(self.seen, self.seen + T, device=key_states.device)
+            self.seen += T
+            self.keys = torch.cat([self.keys, key_states], dim=-2)
+            self.values = torch.cat([self.values, value_states], dim=-2)
+            z = key_states.new_zeros(B, T, dtype=torch.float32)
+            self.scores = z if self.scores is None else torch.cat([self.scores, z], dim=-1)
+            c = key_states.new_zeros(T, dtype=torch.float32)
+            self.counts = c if self.counts is None else torch.cat([self.counts, c])
+            self.positions = pos if self.positions is None else torch.cat([self.positions, pos])
+            self._returned = self.keys
+            return self.keys, self.values
+
+        def observe(self, probs: torch.Tensor) -> None:
+            """Add this step's attention ``probs`` ``(B, H_q, T_q, T_k)`` to the scores, then drop every
+            judged token whose mean received attention is below the threshold in every sequence."""
+            B, Hq, Tq, Tk = probs.shape
+            self.scores = self.scores + probs.float().sum(dim=(1, 2))  # (B, T_k)
+            # queries of this step that may see each key: all of them for the kept tokens, fewer for the
+            # new ones (causal: the k-th new token is seen by the T_q - k queries from it on)
+            seen_by = torch.full((Tk,), float(Tq), device=probs.device)
+            seen_by[Tk - Tq:] = torch.arange(Tq, 0, -1, device=probs.device, dtype=torch.float32)
+            self.counts = self.counts + Hq * seen_by
+            self._returned = None
+            judged = torch.ones(Tk, dtype=torch.bool, device=probs.device)
+            judged[max(0, Tk - self.recent):] = False
+            judged &= self.positions >= self.sinks
+            low = (self.scores / self.counts < self.threshold).all(dim=0)  # (T_k,)
+            drop = judged & low
+            if not bool(drop.any()):
+                return
+            keep = (~drop).nonzero().squeeze(-1)
+            self.dropped += int(drop.sum())
+            self.keys, self.values = self.keys.index_select(-2, keep), self.values.index_select(-2, keep)
+            self.scores, self.counts = self.scores.index_select(-1, keep), self.counts.index_select(0, keep)
+            self.positions = self.positions.index_select(0, keep)
+
+        def mean_attention(self) -> torch.Tensor:
+            """``(B, kept)``: each kept token's accumulated attention per query head and query that saw it."""
+            return self.scores / self.counts
+
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            super().reorder_cache(beam_idx)
+            if self.scores is not None:
+                self.scores = self.scores.index_select(0, beam_idx.to(self.scores.device))
+
+        def reset(self) -> None:
+            super().reset()
+            self.scores = self.counts = self.positions = self._returned = None
+            self.dropped = 0
+
+    return Cache, SinkLayer, H2OLayer, PruningLayer
 
 
 # Lower-case factories, not classes: the transformers Cache they build is imported only when called
@@ -183,7 +263,7 @@ def sink_cache(budget: int, sinks: int = 4):
         ValueError: ``budget`` smaller than ``sinks`` (or not a positive integer).
     """
     _check_budget(budget, sinks, "sink count")
-    Cache, SinkLayer, _ = _layers()
+    Cache, SinkLayer, _, _ = _layers()
     c = Cache(layer_class_to_replicate=partial(SinkLayer, budget, sinks))
     c.budget, c.policy = budget, f"sinks({sinks})"
     return c
@@ -199,9 +279,33 @@ def h2o_cache(budget: int, recent: int | None = None):
     """
     recent = budget // 2 if recent is None and isinstance(budget, int) else recent
     _check_budget(budget, recent, "recent window")
-    Cache, _, H2OLayer = _layers()
+    Cache, _, H2OLayer, _ = _layers()
     c = Cache(layer_class_to_replicate=partial(H2OLayer, budget, recent))
     c.budget, c.policy = budget, f"h2o(recent={recent})"
+    c.needs_scores = True
+    return c
+
+
+def pruning_cache(threshold: float, *, recent: int = 16, sinks: int = 0):
+    """A transformers ``Cache`` that prunes the context as generation goes (see the module docstring):
+    after each step a layer drops every token, outside the ``recent`` newest and the ``sinks`` first,
+    whose accumulated attention per query head and per query that saw it is below ``threshold``
+    (uniform attention over ``n`` tokens gives ``1 / n``). Dropped keys and values leave the cache; a
+    dropped token never returns. Use the model inside :func:`scoring_attention`.
+
+    Raises:
+        ValueError: ``threshold`` outside ``[0, 1)``, or negative ``recent`` / ``sinks``.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise ValueError(f"threshold is a mean attention probability and must lie in [0, 1), got {threshold!r}; "
+                         "uniform attention over n tokens gives 1/n, so useful values are around 1/context")
+    for what, v in (("recent", recent), ("sinks", sinks)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{what} must be a non-negative number of tokens, got {v!r}")
+    Cache, _, _, PruningLayer = _layers()
+    c = Cache(layer_class_to_replicate=partial(PruningLayer, float(threshold), recent, sinks))
+    c.budget, c.policy = None, f"prune(threshold={threshold:g}, recent={recent}, sinks={sinks})"
+    c.needs_scores = True
     return c
 
 
@@ -213,13 +317,20 @@ def _scoring_attention_forward(module, query, key, value, attention_mask, scalin
     v = value.repeat_interleave(groups, dim=1) if groups > 1 else value
     scaling = scaling if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
     w = torch.matmul(query, k.transpose(2, 3)) * scaling  # (B, H_q, T_q, T_k)
-    if attention_mask is not None:
-        w = w + attention_mask[..., : k.shape[-2]]
-    p = torch.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
     cache = getattr(module, _CACHE_ATTR, None)
     layers = getattr(cache, "layers", None)
     idx = getattr(module, "layer_idx", None)
     layer = layers[idx] if layers is not None and idx is not None and idx < len(layers) else None
+    if attention_mask is not None:
+        Tq, Tk = query.shape[-2], k.shape[-2]
+        if attention_mask.shape[-1] != Tk and getattr(layer, "ragged", False):
+            # A pruning cache keeps a different number of tokens in every layer, and the model builds one
+            # mask from layer 0's sizes. Every kept token precedes the new queries, so all of them are
+            # visible; the new tokens keep the mask's own (causal) columns. (Padding is not carried over.)
+            new = attention_mask[..., -Tq:]
+            attention_mask = torch.cat([new.new_zeros(*new.shape[:-1], Tk - Tq), new], dim=-1)
+        w = w + attention_mask[..., :Tk]
+    p = torch.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
     if layer is not None and getattr(layer, "_returned", None) is key:
         layer.observe(p.detach())
     p = nn.functional.dropout(p, p=dropout, training=module.training)
@@ -299,7 +410,8 @@ def streaming_nll(model: nn.Module, ids: torch.Tensor, cache=None, *, prefill: i
     the budget nothing is evicted, so one forward gives the same cache, scores and logits as feeding
     them one by one); every later token is fed alone, so evictions happen exactly as in generation.
     Returns ``nll`` (mean over the ``T - 1`` predictions), ``tokens``, and ``cache_bytes`` / ``cache_tokens``
-    (largest over the window, measured after each step).
+    (largest over the window, measured after each step; ``cache_tokens`` counts layer 0) and
+    ``mean_cache_tokens`` (kept tokens per layer, averaged over the layers and the decode steps).
     """
     require_attention(model, "streaming_nll")
     if ids.dim() != 2 or ids.shape[0] != 1:
@@ -312,9 +424,9 @@ def streaming_nll(model: nn.Module, ids: torch.Tensor, cache=None, *, prefill: i
         cache = DynamicCache()
     budget = getattr(cache, "budget", None)
     p = max(1, min(prefill if prefill is not None else (budget or 1), T - 1))
-    scoring = isinstance(getattr(cache, "policy", None), str) and cache.policy.startswith("h2o")
+    scoring = bool(getattr(cache, "needs_scores", False))
     ctx = scoring_attention(model) if scoring else contextlib.nullcontext()
-    nll, peak, peak_tok = 0.0, 0, 0
+    nll, peak, peak_tok, sum_tok = 0.0, 0, 0, 0
     lsm = torch.nn.functional.log_softmax
     with ctx:
         out = model(ids[:, :p], use_cache=True, **{kw: cache})
@@ -324,12 +436,15 @@ def streaming_nll(model: nn.Module, ids: torch.Tensor, cache=None, *, prefill: i
         for t in range(p, T):
             nll -= float(last[ids[0, t]])
             peak = max(peak, cache_bytes(cache))
+            kept = sum(layer.keys.shape[-2] for layer in cache.layers) / len(cache.layers)  # mean over layers
             peak_tok = max(peak_tok, cache.layers[0].keys.shape[-2])
+            sum_tok += kept
             if t == T - 1:
                 break
             out = model(ids[:, t : t + 1], use_cache=True, **{kw: cache})
             last = lsm(out.logits[0, -1].float(), -1)
-    return {"nll": nll / (T - 1), "tokens": T - 1, "cache_bytes": peak, "cache_tokens": peak_tok}
+    return {"nll": nll / (T - 1), "tokens": T - 1, "cache_bytes": peak, "cache_tokens": peak_tok,
+            "mean_cache_tokens": sum_tok / (T - p)}
 
 
 def streaming_perplexity(model: nn.Module, tokens: torch.Tensor, *, seqlen: int, n_windows: int,
@@ -340,12 +455,13 @@ def streaming_perplexity(model: nn.Module, tokens: torch.Tensor, *, seqlen: int,
     if not 1 <= n_windows <= total:
         raise ValueError(f"n_windows={n_windows} but the tokens hold {total} windows of {seqlen}")
     dev = next(model.parameters()).device
-    s, n, peak, peak_tok = 0.0, 0, 0, 0
+    s, n, peak, peak_tok, mean_tok = 0.0, 0, 0, 0, 0.0
     for w in range(n_windows):
         ids = tokens[w * seqlen : (w + 1) * seqlen].reshape(1, -1).to(dev)
         r = streaming_nll(model, ids, None if make_cache is None else make_cache(), prefill=prefill)
         s += r["nll"] * r["tokens"]
         n += r["tokens"]
         peak, peak_tok = max(peak, r["cache_bytes"]), max(peak_tok, r["cache_tokens"])
+        mean_tok += r["mean_cache_tokens"] / n_windows
     return {"perplexity": math.exp(s / n), "nll": s / n, "n_tokens": n, "seqlen": seqlen, "n_windows": n_windows,
-            "cache_bytes": peak, "cache_tokens": peak_tok}
+            "cache_bytes": peak, "cache_tokens": peak_tok, "mean_cache_tokens": mean_tok}
