@@ -7,8 +7,10 @@ from .embedding import TensorizedEmbedding, factorize_embedding
 from .factor import asvd_factors, rank_for_ratio, svd_factors, whitened_svd_factors, whitening_factor
 from .lora import lora_recover, lora_targets
 from .modules import LowRankLinear
+from .molora import MoLoRA, MoLoRALinear, molora_recover
 
 __all__ = [
     "LowRank", "FactorizedEmbedding", "LoRARecover", "LowRankLinear", "TensorizedEmbedding", "factorize_embedding", "svd_factors",
     "asvd_factors", "whitened_svd_factors", "whitening_factor", "rank_for_ratio", "lora_recover", "lora_targets",
+    "MoLoRA", "MoLoRALinear", "molora_recover",
 ]
