@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, PerGroup, SmoothQuant
+from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, PerGroup, SmoothQuant, SqueezeLLM
 from qlite.classical.crosscheck import bnb_llm_int8, torchao_awq, torchao_gptq, torchao_smoothquant
 from qlite.classical.evaluation import calibration_segments, corpus_tokens, split_halves
 from qlite.classical.export import export_torchao, probe_backends, torchao_configs
@@ -109,6 +109,13 @@ def main() -> None:
         Entry("GPTQ W3 g128", [GPTQ(3, granularity=g128)], wiki, note="act_order, damp 0.01, asymmetric"),
         Entry("AWQ W4 g128", [AWQ(4, granularity=g128, search_rows=a.awq_rows)], wiki, note="asymmetric"),
         Entry("AWQ W3 g128", [AWQ(3, granularity=g128, search_rows=a.awq_rows)], wiki, note="asymmetric"),
+        # Issue 16: SqueezeLLM's Fisher needs a gradient pass per segment: calibrated on the 8-segment set here.
+        Entry("SqueezeLLM W3 (0.5% outliers)", [SqueezeLLM(3, outlier_fraction=0.005)], small,
+              note="per-row Fisher-weighted k-means codebooks, 0.5% sparse float16 entries; LUT path simulated"),
+        Entry("SqueezeLLM W3 (0% outliers)", [SqueezeLLM(3, outlier_fraction=0.0)], small, note="dense only"),
+        Entry("SqueezeLLM W4 (0.5% outliers)", [SqueezeLLM(4, outlier_fraction=0.005)], small,
+              note="per-row Fisher-weighted k-means codebooks, 0.5% sparse float16 entries; LUT path simulated"),
+        Entry("SqueezeLLM W4 (0% outliers)", [SqueezeLLM(4, outlier_fraction=0.0)], small, note="dense only"),
         Entry("GPTQ W4 g128 (true-sequential)", [GPTQ(4, granularity=g128, true_sequential=True)], wiki,
               note="the reference's --act-order --true-sequential"),
         Entry("GPTQ W3 g128 (true-sequential)", [GPTQ(3, granularity=g128, true_sequential=True)], wiki,

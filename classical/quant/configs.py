@@ -220,3 +220,32 @@ class AngleQuant(CompressionConfig):
     def __post_init__(self):
         super().__post_init__()
         check_bits(self.bits, 1, 8, "AngleQuant")
+
+
+@dataclass(frozen=True)
+class SqueezeLLM(CompressionConfig):
+    """SqueezeLLM (Kim et al., ICML 2024): per-output-channel non-uniform codebooks by Fisher-weighted
+    k-means, plus a dense-and-sparse split keeping ``outlier_fraction`` of each layer's weights (largest
+    magnitudes, then largest sensitivities) in a sparse float16 matrix. The Fisher diagonal is the sum of
+    squared gradients of the next-token loss over the calibration items (token-id tensors), taken on the
+    full-precision model.
+
+    Args:
+        bits: 2 to 8 (``2**bits`` centroids per row; a row must hold at least that many weights).
+        outlier_fraction: in [0, 1); the paper's 0.5% (0.45% magnitude outliers, 0.05% sensitive).
+        kmeans_iters: Lloyd iterations at most.
+    """
+
+    needs_calibration: ClassVar[bool] = True
+    bits: int = 4
+    outlier_fraction: float = 0.005
+    kmeans_iters: int = 50
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_bits(self.bits, 2, 8, "SqueezeLLM")
+        f = self.outlier_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f < 1.0:
+            raise ValueError(f"SqueezeLLM: outlier_fraction must be in [0, 1) (0.005 = 0.5% kept sparse), got {f!r}")
+        if not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 1:
+            raise ValueError(f"SqueezeLLM: kmeans_iters must be a positive integer, got {self.kmeans_iters!r}")
