@@ -18,6 +18,7 @@ _LAZY: dict[str, str] = {
     "model_spectrum": ".spectrum",
     "spectrum_size": ".spectrum",
     "fit": ".training",
+    "fit_many": ".training",
     "FitConfig": ".training",
     "FitResult": ".training",
     "predict": ".training",

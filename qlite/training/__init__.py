@@ -4,6 +4,7 @@
 its parts (it is called ``training`` so that no module shadows that function):
 
 * :func:`fit` -> :class:`FitResult`; configuration in :class:`FitConfig`.
+* :func:`fit_many`: seeds and settings of one architecture as one batched model (:mod:`.stacked`).
 * :func:`predict`, :func:`evaluate`: eval-mode output and metrics on any coordinates.
 * :func:`recompute_batchnorm`: exact BatchNorm statistics on the training coordinates.
 * :func:`load_checkpoint`, :func:`read_index`: safetensors + JSON checkpoints.
@@ -18,7 +19,8 @@ from .checkpoint import load_checkpoint, read_index
 from .config import FitConfig, FitResult
 from .device import resolve_device
 from .loop import evaluate, fit, predict
+from .many import fit_many
 from .metrics import mse, psnr, ssim
 
-__all__ = ["FitConfig", "FitResult", "evaluate", "fit", "load_checkpoint", "mse", "predict", "psnr",
+__all__ = ["FitConfig", "FitResult", "evaluate", "fit", "fit_many", "load_checkpoint", "mse", "predict", "psnr",
            "read_index", "recompute_batchnorm", "resolve_device", "ssim"]
