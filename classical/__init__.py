@@ -28,10 +28,11 @@ def __getattr__(name):
         from .lowrank import lora as _lora
 
         return getattr(next(m for m in (_d, _kv, _lora) if hasattr(m, name)), name)
-    if name in ("SparseAttention", "sparse_attention", "with_sparse_attention", "sparse_mask"):
-        from . import sparse_attention as _sa
+    if name in ("SparseAttention", "with_sparse_attention", "sparse_mask"):
+        # (the context manager stays qlite.classical.sparse_attention.sparse_attention: the submodule owns the name)
+        import importlib
 
-        return getattr(_sa, name)
+        return getattr(importlib.import_module(".sparse_attention", __name__), name)
     if name in ("MoLoRA", "molora_recover", "lorahub", "LoRAModule", "lora_module"):
         from . import lowrank as _lr
 
@@ -64,5 +65,6 @@ __all__ = [
     "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention",
     "lora_recover", "export_torchao", "export_bitsandbytes", "torchao_configs",
     "export_compressed_tensors", "load_compressed_tensors", "export_gguf", "read_gguf_weights",
-    "pruning_cache", "SparseAttention", "sparse_attention", "with_sparse_attention", "sparse_mask",
+    "pruning_cache", "SparseAttention", "with_sparse_attention", "sparse_mask",
+    "MoLoRA", "molora_recover", "lorahub", "LoRAModule", "lora_module",
 ]
