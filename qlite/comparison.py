@@ -173,7 +173,8 @@ def _summarise(name: str, cand: Candidate, runs: list[dict], has_eval: bool) -> 
 def compare(models: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Module]], data: Signal, *,
             seeds: Sequence[int] = (0, 1, 2), eval_data: Signal | None = None, reference: str | None = None,
             config: FitConfig | None = None, device="auto",
-            on_result: Callable[[str, int, Any], None] | None = None, **fit_overrides) -> Comparison:
+            on_result: Callable[[str, int, Any], None] | None = None, batched: bool | str = False,
+            **fit_overrides) -> Comparison:
     """Fit every model with every seed and tabulate the results.
 
     Args:
@@ -189,6 +190,13 @@ def compare(models: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Modu
             overrides come last).
         on_result: called as ``on_result(name, seed, fit_result)`` after every fit (e.g. to keep a
             model's predictions for a figure); the table itself holds no models.
+        batched: ``False`` (default): one :func:`qlite.fit` per run. ``True`` or ``"auto"``: runs whose
+            models have one architecture and whose settings can step in lockstep train together
+            through :func:`qlite.fit_many` (a candidate's seeds, and candidates that differ only in
+            ``lr`` / ``betas`` / ``weight_decay`` / schedule, as in a learning-rate sweep); the
+            results agree with separate fits to float rounding. ``True`` refuses a candidate whose
+            seeds build different architectures (naming the difference); ``"auto"`` fits those apart.
+            A run's ``seconds`` is then its batch's wall time.
 
     Returns:
         A :class:`Comparison`; ``rows`` hold ``model``, ``params``, ``seeds``, ``mse_mean``,
@@ -208,17 +216,26 @@ def compare(models: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Modu
         raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
     if reference is not None and reference not in models:
         raise ValueError(f"reference {reference!r} is not one of the models {list(models)}")
+    if batched not in (False, True, "auto"):
+        raise ValueError(f"batched must be False, True or 'auto', got {batched!r}")
     cands = {name: _candidate(entry) for name, entry in models.items()}
+    jobs = [(name, cand, seed) for name, cand in cands.items() for seed in seeds]
+    done = _fit_batched(jobs, data, config, eval_data, device, fit_overrides, batched) if batched else {}
     rows, runs = [], []
     for name, cand in cands.items():
         model_runs = []
         for seed in seeds:
-            model = cand.build(data, seed)
-            result = fit(model, data, config, eval_data=eval_data, device=device,
-                         **{"seed": seed, **fit_overrides, **cand.fit})
+            if (name, seed) in done:
+                result = done[(name, seed)]
+            else:
+                model = cand.build(data, seed)
+                result = fit(model, data, config, eval_data=eval_data, device=device,
+                             **{"seed": seed, **fit_overrides, **cand.fit})
             run = {"model": name, "seed": seed, "params": result.params, "seconds": result.seconds,
                    "metrics": result.metrics, "eval_metrics": result.eval_metrics,
                    "final_loss": result.history["loss"][-1] if result.history["loss"] else None}
+            if result.info.get("batched_models"):
+                run["batched_models"] = result.info["batched_models"]
             log.info("%s seed %d: %s", name, seed, result.metrics)
             if on_result is not None:
                 on_result(name, seed, result)
@@ -234,6 +251,48 @@ def compare(models: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Modu
             "seeds": seeds, "fit": {**(config.to_dict() if config else {}), **fit_overrides},
             "candidates": {n: c.describe() for n, c in cands.items()}}
     return Comparison(rows, runs, meta)
+
+
+def _fit_batched(jobs, data: Signal, config, eval_data, device, fit_overrides, batched) -> dict:
+    """Fit the runs that can share a batch with :func:`qlite.fit_many`; ``{(name, seed): FitResult}``
+    for every run (a run that shares its architecture and lockstep settings with no other is fitted alone)."""
+    from .training.common import build_config
+    from .training.many import PER_MODEL_FIELDS, fit_many
+    from .training.stacked import architecture_difference, check_same_architecture
+
+    built = [(name, seed, cand.build(data, seed), {"seed": seed, **fit_overrides, **cand.fit}) for name, cand, seed in jobs]
+    if batched is True:
+        for name in dict.fromkeys(n for n, _, _, _ in built):
+            try:
+                check_same_architecture([m for n, _, m, _ in built if n == name])
+            except ValueError as err:
+                raise ValueError(f"compare(batched=True): the seeds of {name!r} do not build one architecture ({err}); "
+                                 "use batched='auto' to fit such a candidate's seeds apart") from None
+
+    def lockstep(overrides):
+        cfg = build_config(config, overrides, None)
+        return {k: v for k, v in cfg.to_dict().items() if k not in PER_MODEL_FIELDS}
+
+    groups: list[list] = []
+    for job in built:
+        key = lockstep(job[3])
+        for g in groups:
+            if g[0] == key and architecture_difference(job[2], g[1][0][2]) is None:
+                g[1].append(job)
+                break
+        else:
+            groups.append([key, [job]])
+    out = {}
+    for _, members in groups:
+        if len(members) < 2:
+            name, seed, model, overrides = members[0]
+            out[(name, seed)] = fit(model, data, config, eval_data=eval_data, device=device, **overrides)
+            continue
+        results = fit_many([m for _, _, m, _ in members], data, config, settings=[o for _, _, _, o in members],
+                           eval_data=eval_data, device=device)
+        for (name, seed, _, _), r in zip(members, results):
+            out[(name, seed)] = r
+    return out
 
 
 def select_best(candidates: Mapping[str, ModelSpec | Candidate | Callable[[int], nn.Module]], train: Signal, *,

@@ -151,3 +151,30 @@ def test_bad_input_is_refused_as_fit_refuses_it():
     with pytest.raises(FloatingPointError, match="run 1 of fit_many"):
         fit_many(FACTORIES["mlp"], SIG, seeds=[0], settings=[{"lr": 1e-3}, {"lr": 1e300}], epochs=3, progress=False)
     assert callable(qlite.fit_many)
+
+
+def test_compare_batched_matches_separate():
+    from qlite.comparison import Candidate, compare
+    from qlite.models import ModelSpec
+
+    sig = data.function(lambda x: torch.sin(3 * x[:, 0]), 24)
+    models = {"tanh a": Candidate(ModelSpec("tanh", hidden_features=4), {"lr": 0.01}),
+              "tanh b": Candidate(ModelSpec("tanh", hidden_features=4), {"lr": 0.03}),  # joins tanh a's batch
+              "siren": ModelSpec("siren", hidden_features=4, options={"omega_0": 3.0}),
+              "alone": ModelSpec("relu", hidden_features=3)}
+    kept = []
+    kw = dict(seeds=(0, 1), epochs=6, progress=False, on_result=lambda n, s, r: kept.append((n, s, r.info)))
+    sep = compare(models, sig, **kw)
+    kept.clear()
+    bat = compare(models, sig, batched="auto", **kw)
+    assert [(n, s) for n, s, _ in kept] == [(n, s) for n in models for s in (0, 1)]
+    assert {n: i.get("batched_models") for n, s, i in kept} == {"tanh a": 4, "tanh b": 4, "siren": 2, "alone": 2}
+    for a, b in zip(sep.runs, bat.runs):
+        assert (a["model"], a["seed"]) == (b["model"], b["seed"])
+        assert abs(a["metrics"]["mse"] - b["metrics"]["mse"]) < 1e-5  # float32 models: rounding only
+    with pytest.raises(ValueError, match="batched must be False, True or 'auto'"):
+        compare(models, sig, batched="yes")
+    odd = {"odd": lambda seed: MLP(1, 1, 4 + seed)}
+    with pytest.raises(ValueError, match=r"seeds of 'odd' do not build one architecture.*out_features is 5 vs 4"):
+        compare(odd, sig, seeds=(0, 1), epochs=1, batched=True)
+    assert len(compare(odd, sig, seeds=(0, 1), epochs=1, batched="auto", progress=False).runs) == 2
