@@ -167,7 +167,9 @@ class _PerModel(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, fn, weights, x):
         _, wd, xd = in_dims
-        outs = [fn(weights if wd is None else weights.select(wd, m), x if xd is None else x.select(xd, m))
+        # contiguous slices: the simulator reshapes its inputs, and strided ones would be copied at every use
+        outs = [fn(weights if wd is None else weights.select(wd, m).contiguous(),
+                   x if xd is None else x.select(xd, m).contiguous())
                 for m in range(info.batch_size)]
         return torch.stack(outs), 0
 
