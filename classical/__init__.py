@@ -13,6 +13,7 @@ from .quant import AWQ, GPTQ, RTN, AngleQuant, LLMInt8, QuantizedLinear, SmoothQ
 from .gqa import GQA, convert_gqa
 from .lowrank import FactorizedEmbedding, LoRARecover, LowRank, LowRankLinear
 from .sparse import Magnitude, NMPattern, SparseGPT, SparseLinear, StructuredPrune, Wanda
+from .dynamic import ActivationSparsity, LayerSkip, NeuronPredictor, ShareLayers, SparseMLP
 from .transform import LayerRecord, LinearTransform, Transform, state_bytes, transform_for
 
 
@@ -57,6 +58,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "ActivationSparsity", "NeuronPredictor", "LayerSkip", "ShareLayers", "SparseMLP",
     "compress", "CompressionReport", "CompressionResult", "CompressionConfig", "recipe_from_json",
     "recipe_to_json", "PerChannel", "PerGroup", "PerTensor", "RTN", "LLMInt8", "SmoothQuant", "GPTQ", "AWQ",
     "AngleQuant", "SqueezeLLM", "QuantizedLinear", "Blocks", "find_blocks", "linear_layers", "LayerRecord", "LinearTransform",
