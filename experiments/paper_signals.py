@@ -32,6 +32,8 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="30 epochs, small sweeps, camera only")
     p.add_argument("--timing", action="store_true", help="run and print the time; write no report")
+    p.add_argument("--separate", action="store_true",
+                   help="one qlite.fit per run (default: seeds and lr sweeps of one architecture batched by qlite.fit_many)")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--stem", default="paper_signals")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -49,7 +51,8 @@ def main(argv=None) -> dict:
     seeds = tuple(int(s) for s in args.seeds.split(","))
     cfg = StudyConfig(seeds=seeds, epochs=30 if args.quick else args.epochs,
                       images=("camera",) if args.quick else tuple(args.images.split(",")), sound=sound,
-                      device=args.device, tune_seeds=seeds[:1], sweep="quick" if args.quick else "full")
+                      device=args.device, tune_seeds=seeds[:1], sweep="quick" if args.quick else "full",
+                      batched=False if args.separate else "auto")
     t0 = time.perf_counter()
     results = run_study(cfg)
     summary = {"seconds": time.perf_counter() - t0, "seeds": list(seeds), "device": args.device,

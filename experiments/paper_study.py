@@ -66,6 +66,7 @@ class StudyConfig:
     device: str = "cpu"
     tune_seeds: tuple[int, ...] = (0,)
     sweep: str = "full"  # "full" or "quick"
+    batched: bool | str = "auto"  # qlite.compare(batched=...): seeds / lr sweeps of one architecture via fit_many
     extra: dict = field(default_factory=dict)
 
 
@@ -107,7 +108,7 @@ def sweep(kind: str, budget: int, size: str = "full") -> dict[str, Candidate]:
 def _tune(kind, budget, train: Signal, validation: Signal | None, cfg: StudyConfig) -> tuple[Candidate, list[dict]]:
     grid = sweep(kind, budget, cfg.sweep)
     best, table = select_best(grid, train, validation=validation, seeds=cfg.tune_seeds, epochs=cfg.epochs,
-                              device=cfg.device)
+                              device=cfg.device, batched=cfg.batched)
     log.info("tuned %s on %s: %s", kind, train.meta.get("source"), best)
     return grid[best], table.rows
 
@@ -140,7 +141,7 @@ def run_image(name: str, cfg: StudyConfig) -> dict:
     t0 = time.perf_counter()
     models = {"qiren": Candidate(ModelSpec("qiren"), label="8 qubits, lr 0.03"), **paper_baselines(budget)}
     main = compare(models, train, seeds=cfg.seeds, eval_data=fine, epochs=cfg.epochs, lr=PAPER_FIT["lr"],
-                   device=cfg.device, on_result=keep)
+                   device=cfg.device, on_result=keep, batched=cfg.batched)
     tuned_rep, tuned_sr, sweeps = {}, {}, {}
     for kind in KINDS:
         cand, rows = _tune(kind, budget, train, None, cfg)
@@ -149,8 +150,10 @@ def run_image(name: str, cfg: StudyConfig) -> dict:
         cand_sr, rows_sr = _tune(kind, budget, proxy, train, cfg)
         tuned_sr[f"{kind} (tuned for SR)"] = cand_sr
         sweeps[f"{kind}/super-resolution"] = rows_sr
-    rep = compare(tuned_rep, train, seeds=cfg.seeds, eval_data=fine, epochs=cfg.epochs, device=cfg.device, on_result=keep)
-    sr = compare(tuned_sr, train, seeds=cfg.seeds, eval_data=fine, epochs=cfg.epochs, device=cfg.device, on_result=keep)
+    rep = compare(tuned_rep, train, seeds=cfg.seeds, eval_data=fine, epochs=cfg.epochs, device=cfg.device, on_result=keep,
+                  batched=cfg.batched)
+    sr = compare(tuned_sr, train, seeds=cfg.seeds, eval_data=fine, epochs=cfg.epochs, device=cfg.device, on_result=keep,
+                 batched=cfg.batched)
     interp = {}
     for mode in ("nearest", "bilinear", "bicubic"):
         up = data.upsample(train, fine.grid_shape, mode)
@@ -170,7 +173,7 @@ def run_sound(path: str, cfg: StudyConfig) -> dict:
     models = {"qiren": Candidate(ModelSpec("qiren"), label="8 qubits, lr 0.03"), **paper_baselines(budget),
               "siren 1k": Candidate(ModelSpec("siren", SIREN_1K_WIDTH, options={"omega_0": 1.0}), label="omega 1, lr 0.03")}
     main = compare(models, signal, seeds=cfg.seeds, epochs=cfg.epochs, lr=PAPER_FIT["lr"], device=cfg.device,
-                   on_result=keep)
+                   on_result=keep, batched=cfg.batched)
     tuned, sweeps = {}, {}
     for kind in KINDS:
         cand, rows = _tune(kind, budget, signal, None, cfg)
@@ -179,10 +182,12 @@ def run_sound(path: str, cfg: StudyConfig) -> dict:
     # SIREN with ~1,000 parameters (the paper's sound comparison), tuned on the same grid
     grid = {k: Candidate(ModelSpec("siren", SIREN_1K_WIDTH, options=c.model.options), c.fit, k)
             for k, c in sweep("siren", budget, cfg.sweep).items()}
-    best, rows = select_best(grid, signal, seeds=cfg.tune_seeds, epochs=cfg.epochs, device=cfg.device)
+    best, rows = select_best(grid, signal, seeds=cfg.tune_seeds, epochs=cfg.epochs, device=cfg.device,
+                             batched=cfg.batched)
     tuned["siren 1k (tuned)"] = grid[best]
     sweeps["siren 1k"] = rows.rows
-    rep = compare(tuned, signal, seeds=cfg.seeds, epochs=cfg.epochs, device=cfg.device, on_result=keep)
+    rep = compare(tuned, signal, seeds=cfg.seeds, epochs=cfg.epochs, device=cfg.device, on_result=keep,
+                  batched=cfg.batched)
     return {"kind": "sound", "name": "bach", "budget": budget, "seconds": time.perf_counter() - t0,
             "rows": main.rows + rep.rows, "runs": main.runs + rep.runs, "sweeps": sweeps, "signals": (signal, None),
             "kept": keep.kept}
@@ -200,5 +205,6 @@ def run_study(cfg: StudyConfig) -> dict:
     info["seconds_total"] = time.perf_counter() - t0
     info["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"machine": info, "config": {"seeds": list(cfg.seeds), "epochs": cfg.epochs, "images": list(cfg.images),
-                                        "sound": cfg.sound, "tune_seeds": list(cfg.tune_seeds), "sweep": cfg.sweep},
+                                        "sound": cfg.sound, "tune_seeds": list(cfg.tune_seeds), "sweep": cfg.sweep,
+                                        "batched": cfg.batched},
             "tasks": tasks}
