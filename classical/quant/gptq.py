@@ -32,6 +32,7 @@ def gptq_quantize(
     block_size: int = 128,
     static_groups: bool = False,
     scale_dtype: torch.dtype = torch.float16,
+    group_params_from: str = "updated",
 ) -> dict:
     """Quantize ``W`` ``(out, in)`` given the Hessian proxy ``H = 2 X X^T / n`` ``(in, in)``.
 
@@ -61,6 +62,9 @@ def gptq_quantize(
         perm = torch.argsort(torch.diag(H), descending=True)
         W = W[:, perm]
         H = H[perm][:, perm]
+    if group_params_from not in ("updated", "stale", "original"):
+        raise ValueError(f"group_params_from must be 'updated', 'stale' or 'original', got {group_params_from!r}")
+    W0 = W.clone() if group_params_from == "original" else None
 
     # The upper Cholesky factor U of the dampened H^-1 gives, row by row, H_F^-1[q, q:] / sqrt(H_F^-1[q, q]).
     U = inverse_cholesky(H, damp)
@@ -98,7 +102,12 @@ def gptq_quantize(
                     g_idx[col] = g
                 elif col % gs == 0:
                     g = col // gs
-                    scale, zero = choose_qparams(W1[:, i : i + gs], bits, symmetric, scale_dtype)
+                    # The group's weights as they stand now ("updated": all earlier columns' updates), as
+                    # the reference reads them (W outside the block: "stale", missing this block's
+                    # earlier updates) or before any update ("original").
+                    src = {"updated": W1[:, i : i + gs], "stale": W[:, col : col + gs],
+                           "original": W0[:, col : col + gs] if W0 is not None else None}[group_params_from]
+                    scale, zero = choose_qparams(src, bits, symmetric, scale_dtype)
                     scales[:, g], zeros[:, g] = scale, zero
                     g_idx[col] = g
                 else:

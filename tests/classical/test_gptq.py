@@ -88,3 +88,16 @@ def test_gptq_ragged_last_group_and_static_groups():
         r = gptq_quantize(W, H, bits=4, group_size=16, symmetric=True, act_order=True, static_groups=static)
         assert r["scale"].shape == (8, 3)
         assert (r["g_idx"] is None) == static
+
+
+def test_group_params_from_original_weights_equals_static_groups_without_act_order():
+    # Without act_order the processing-order groups are the contiguous ones, so scales read from the
+    # original weights are exactly the static groups' scales (issue 16's group-order investigation).
+    W, _, H = _layer(5)
+    a = gptq_quantize(W, H, bits=3, group_size=8, symmetric=False, act_order=False, group_params_from="original")
+    b = gptq_quantize(W, H, bits=3, group_size=8, symmetric=False, act_order=False, static_groups=True)
+    assert torch.equal(a["dequantized"], b["dequantized"]) and torch.equal(a["scale"], b["scale"])
+    import pytest
+
+    with pytest.raises(ValueError, match="group_params_from must be.*'old'"):
+        gptq_quantize(W, H, bits=3, group_size=8, symmetric=False, group_params_from="old")
