@@ -22,6 +22,7 @@ import os
 import torch
 
 from . import fused as fused_path
+from . import fused_realry
 from . import ops, realry
 from .circuit import Circuit, PauliWord, validate_call
 from .compile import Program, compile_circuit
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # experiments/results/bench_simulator_cpu_realry.md
 _CPU_TILE_AMPLITUDES = 1 << 18
 STRATEGIES = ("auto", "dense", "factored", "realry", "autograd")
+FUSED_KERNELS = ("auto", "realry", "complex")
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -73,6 +75,11 @@ def check_memory(n_qubits: int, batch: int, dtype: torch.dtype, device: torch.de
             f"({need} bytes) on {device}, but only {have / 2**30:.2f} GiB is available; "
             f"use fewer points per batch (e.g. fit(..., batch_size=...)), fewer qubits, or float32"
         )
+
+
+def default_fused_kernel(n_qubits: int) -> str:
+    """The fused kernels ``fused_kernel="auto"`` runs on CUDA: the real-RY ones from 8 to 12 qubits."""
+    return "realry" if 8 <= n_qubits <= 12 else "complex"
 
 
 def default_strategy(n_qubits: int, device: torch.device) -> str:
@@ -194,13 +201,17 @@ class NativeBackend:
             2 MB of complex64; ``None``: one pass over the whole batch). Results are identical.
         fused_block, fused_warps, fused_back_block: tuning knobs of the fused kernels (samples per
             program in the forward, warps, samples per program in the backward).
+        fused_kernel: which fused kernels: ``"realry"`` (merged phases and real RY factors,
+            ``fused_realry.py``, 8 to 12 qubits), ``"complex"`` (complex Kronecker chunks,
+            ``fused.py``, 8 to 10 qubits) or ``"auto"`` (see :func:`default_fused_kernel`).
     """
 
     name = "torch"
 
     def __init__(self, strategy: str = "auto", chunk: int | None = None, check_memory: bool = True,
                  fused="auto", precision: str = "ieee", fused_block: int | None = None, fused_warps: int = 8,
-                 fused_back_block: int | None = None, store_states="auto", cpu_tile="auto"):
+                 fused_back_block: int | None = None, store_states="auto", cpu_tile="auto",
+                 fused_kernel: str = "auto"):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
@@ -217,6 +228,9 @@ class NativeBackend:
         self.fused_block = fused_block
         self.fused_warps = fused_warps
         self.fused_back_block = fused_back_block
+        if fused_kernel not in FUSED_KERNELS:
+            raise ValueError(f"unknown fused_kernel {fused_kernel!r}; choose one of {FUSED_KERNELS}")
+        self.fused_kernel = fused_kernel
         if store_states not in ("auto", True, False):
             raise ValueError(f"store_states must be 'auto', True or False, got {store_states!r}")
         self.store_states = store_states
@@ -257,6 +271,20 @@ class NativeBackend:
         if isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[0] == 0:  # an empty batch: nothing to simulate
             validate_call(circuit, weights, x)
             return weights.new_zeros((0, circuit.n_observables)) + 0 * weights.sum()
+        if self._fused_realry_eligible(circuit, weights):
+            run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="realry", fold_diagonals=False)
+            key = (circuit, str(weights.device), "realry")
+            if key not in self._plans:
+                self._plans[key] = fused_realry.plan(run.c, run.ops, circuit.n_qubits, weights.device,
+                                                     self.fused_block, self.fused_warps, self.fused_back_block)
+            plan = self._plans[key]
+            if plan is not None:
+                return fused_realry.expvals(plan, run, xx, psi0, tensors, self.precision)
+            if self.fused is True and self.fused_kernel == "realry":
+                raise ValueError("fused=True, fused_kernel='realry' but this circuit is not one the real-RY kernels "
+                                 "run (CNOT/SWAP permutations, observables other than every wire's Z in order, or "
+                                 "fewer than 8 / more than 12 qubits: see qlite.simulators.fused_realry); "
+                                 "use fused='auto'")
         if self._fused_eligible(circuit, weights):
             run, xx, psi0, tensors, _ = self._prepare(circuit, weights, x, strategy="factored", fold_diagonals=False)
             key = (circuit, str(weights.device))
@@ -329,6 +357,11 @@ class NativeBackend:
         counting (the batch decides whether CZ rings fold into chunks)."""
         w = torch.zeros(circuit.n_weights, dtype=dtype, device=device)
         x = torch.zeros((1, circuit.n_inputs), dtype=dtype, device=device)
+        if self._fused_realry_eligible(circuit, w):  # the real-RY kernels run the realry operations unfolded
+            with torch.no_grad():
+                run = self._prepare(circuit, w, x, strategy="realry", fold_diagonals=False)[0]
+            if fused_realry.plan(run.c, run.ops, circuit.n_qubits, w.device) is not None:
+                return run.ops
         fused = self._fused_eligible(circuit, w)  # the fused kernels run the factored operations
         with torch.no_grad():
             run, _, _, tensors, strategy = self._prepare(circuit, w, x, strategy="factored" if fused else None,
@@ -337,8 +370,24 @@ class NativeBackend:
             return run.ops
         return self._fold_diagonals(run.ops, tensors, circuit.n_qubits, batch)
 
+    def _fused_realry_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
+        if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
+            return False
+        if self.strategy in ("autograd", "factored") or (self.fused == "auto" and self.strategy == "dense"):
+            return False  # an explicit strategy is honoured (factored: the complex kernels)
+        n = circuit.n_qubits
+        kind = self.fused_kernel if self.fused_kernel != "auto" else default_fused_kernel(n)
+        if kind != "realry" or not fused_realry.MIN_QUBITS <= n <= fused_realry.MAX_QUBITS:
+            return False
+        if not realry.supports(self.program(circuit)):
+            return False
+        on_device = weights.device.type == "cuda" or (self.fused is True and fused_path.interpreted())
+        return on_device and fused_path.available()
+
     def _fused_eligible(self, circuit: Circuit, weights: torch.Tensor) -> bool:
         if self.fused is False or self.chunk is not None or weights.dtype != torch.float32:
+            return False
+        if self.fused_kernel == "realry":
             return False
         if self.strategy == "autograd" or (self.fused == "auto" and self.strategy in ("dense", "realry")):
             return False  # an explicit strategy is honoured (autograd: for second derivatives)
@@ -393,8 +442,9 @@ class NativeBackend:
         if strategy == "realry":
             if not realry.supports(prog):  # every gate of the description has a decomposition: an invariant
                 raise ValueError("strategy='realry' cannot decompose a gate of this circuit; use 'factored'")
+            # batch 0: no sign folding (the fused real-RY kernels take the signs as phases)
             psi0, run_ops, tensors = realry.build_run(self._real_layout(prog, lay, device, rdtype), lay, weights,
-                                                      keep_trailing, x.shape[0])
+                                                      keep_trailing, x.shape[0] if fold_diagonals else 0)
             return _Run(run_ops, lay, n, circuit.n_observables, cdtype), x, psi0, tensors, strategy
         chunk_mats, crz = build(lay, weights)
         tensors = [*chunk_mats, *crz]

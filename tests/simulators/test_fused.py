@@ -28,7 +28,7 @@ def test_fused_matches_unfused_values_and_gradients(n, layers, sub, batch):
     weights = torch.linspace(0.5, 1.5, n, device=dev)
     ref = NativeBackend(strategy="factored", fused=False)(c, w, x)
     gw_ref, gx_ref = torch.autograd.grad((ref * weights).sum() + (ref**2).sum(), (w, x))
-    out = NativeBackend(fused=True, precision="ieee")(c, w, x)
+    out = NativeBackend(fused=True, precision="ieee", fused_kernel="complex")(c, w, x)
     gw, gx = torch.autograd.grad((out * weights).sum() + (out**2).sum(), (w, x))
     assert (out - ref).abs().max() < 1e-5
     assert (gw - gw_ref).abs().max() < 1e-4
@@ -55,14 +55,14 @@ def test_non_uniform_circuits_fall_back_or_refuse(monkeypatch):
     monkeypatch.setattr(NativeBackend, "_fused_eligible", lambda self, circuit, weights: True)
     ref = NativeBackend(fused=False)(c, w, x)
     (g_ref,) = torch.autograd.grad((ref * torch.arange(8.0)).sum(), w)
-    out = NativeBackend(fused="auto")(c, w, x)
+    out = NativeBackend(fused="auto", fused_kernel="complex")(c, w, x)
     (g,) = torch.autograd.grad((out * torch.arange(8.0)).sum(), w)
     assert not calls  # fell back: the kernels were not asked to run it
     assert (out - ref).abs().max() < 1e-6 and (g - g_ref).abs().max() < 1e-5
     if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
         with pytest.raises(ValueError, match="not a uniform re-uploading program"):
-            NativeBackend(fused=True)(c.__class__(c.n_qubits, c.gates, c.observables), w, x)
-        NativeBackend(fused="auto")(uniform, w.detach(), x)
+            NativeBackend(fused=True, fused_kernel="complex")(c.__class__(c.n_qubits, c.gates, c.observables), w, x)
+        NativeBackend(fused="auto", fused_kernel="complex")(uniform, w.detach(), x)
         assert calls  # the uniform circuit does reach the fused kernels
 
 
