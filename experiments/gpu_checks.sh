@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call (see /work/.library/device/README.md): the GPU-only tests and the GPU timings that
 # the CPU machine cannot give. From the repository root on the lent machine:
-#   bash experiments/gpu_checks.sh [all|tests|kernel24|backends]   # results under $OUT/results
+#   bash experiments/gpu_checks.sh [all|tests|kernel24|backends|fitpath]   # results under $OUT/results
 . experiments/device_env.sh
 what=${1:-all}
 REPO=$PWD
@@ -21,4 +21,9 @@ if [[ $what == all || $what == backends ]]; then  # one row per simulator backen
   python3 experiments/bench_simulator.py --device cuda --points 1024 16384 65536 --qubits 8 --qubit-points 1024 \
     --strategies fused:ieee+graph --backends torch pennylane jax --backend-points 1024 16384 \
     --repeats 5 --tag cuda_backends --out "$R"
+fi
+if [[ $what == fitpath ]]; then  # issue 13 item 4: qlite.fit's CUDA-graph step (tests) and the user's path vs the best step
+  (cd /tmp && python3 -m pytest -q -m gpu -p no:cacheprovider --import-mode=append -c "$REPO/pyproject.toml" \
+    --rootdir "$REPO" "$REPO/tests/fit/test_cuda_graph.py" "$REPO/tests/fit/test_fit.py" 2>&1 | tail -25) | tee "$R/gpu_tests_fitpath.log"
+  python3 experiments/bench_fit_path.py --device cuda --out "$R" 2>&1 | tail -30
 fi

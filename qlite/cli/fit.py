@@ -65,8 +65,12 @@ def add_model_args(p: argparse.ArgumentParser, multiple: bool = False) -> None:
     g.add_argument("--spectrum-layers", type=int, help="qiren: re-uploads per circuit (default 2)")
 
 
-def add_fit_args(p: argparse.ArgumentParser) -> None:
+def add_fit_args(p: argparse.ArgumentParser, cuda_graph: bool = False) -> None:
     g = p.add_argument_group("training")
+    if cuda_graph:  # `qlite fit` only: `qlite compare` (qlite.compare) does not graph its fits
+        g.add_argument("--cuda-graph", choices=("auto", "on", "off"),
+                       help="replay the training step from a CUDA graph: auto (default: on CUDA when the step can be "
+                            "captured, else eager with the reason logged), on (graph or refuse), off (eager)")
     g.add_argument("--epochs", type=int, help="total epochs (default 300; with --resume: the new total)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default per family: siren 0.003, the others 0.03 as in "
                                             "the paper; text 1e-3)")
@@ -85,7 +89,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     add_model_args(p)
-    add_fit_args(p)
+    add_fit_args(p, cuda_graph=True)
     add_text_args(p)
     g = p.add_argument_group("output")
     g.add_argument("--out", help="new directory for checkpoint, figures and result.json")
@@ -199,7 +203,13 @@ def _fit_overrides(args) -> dict:
         out[opt] = default if v is None else v
     if args.progress is not None:
         out["progress"] = args.progress
+    out.update(graph_override(args))
     return out
+
+
+def graph_override(args) -> dict:
+    """``--cuda-graph`` as a FitConfig field (absent: the config's, i.e. 'auto' or the stored run's)."""
+    return {} if getattr(args, "cuda_graph", None) is None else {"cuda_graph": args.cuda_graph}
 
 
 def checkpoint_overrides(args) -> dict:
@@ -262,7 +272,7 @@ def run(args) -> dict:
         given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o, None) is not None]
         if given or args.out:
             raise ValueError(f"--resume continues the stored run; {given + (['--out'] if args.out else [])} "
-                             f"cannot change it (only --epochs, --max-steps, --device and --progress apply)")
+                             f"cannot change it (only --epochs, --max-steps, --device, --cuda-graph and --progress apply)")
         out = Path(args.resume)
         stored = read_index(out).get("info", {}).get("cli")
         if not stored:
@@ -271,6 +281,7 @@ def run(args) -> dict:
         if args.progress is not None:
             overrides["progress"] = args.progress
         overrides.update(checkpoint_overrides(args))
+        overrides.update(graph_override(args))
         require_plots()
         if "text" in stored:
             from . import fit_text
@@ -291,7 +302,8 @@ def run(args) -> dict:
         overrides = {"epochs": 1 if args.epochs is None else args.epochs, "lr": 1e-3 if args.lr is None else args.lr,
                      "batch_size": 8 if args.batch_size is None else args.batch_size,
                      "schedule": args.schedule or "constant", "seed": 0 if args.seed is None else args.seed,
-                     "max_steps": args.max_steps, "eval_every": args.eval_every or 0, **checkpoint_overrides(args)}
+                     "max_steps": args.max_steps, "eval_every": args.eval_every or 0, **checkpoint_overrides(args),
+                     **graph_override(args)}
         if args.progress is not None:
             overrides["progress"] = args.progress
         require_plots()
@@ -317,7 +329,7 @@ def run(args) -> dict:
                  resume=bool(args.resume), info=info, tune_allocator=True, **overrides)
     summary = {"model": spec.kind, "params": result.params, "epochs": result.epochs, **result.metrics,
                "seconds": result.seconds, "seconds_per_epoch": result.seconds_per_epoch, "device": result.device,
-               "world_size": result.world_size, "out": str(out)}
+               "world_size": result.world_size, "step_mode": result.step_mode, "out": str(out)}
     if result.eval_metrics is not None:
         summary.update({f"eval_{k}": v for k, v in result.eval_metrics.items()})
     if main_rank:

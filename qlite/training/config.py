@@ -49,6 +49,14 @@ class FitConfig:
             ``divergence_patience`` epochs (steps) in a row, or for every epoch after the first
             when the run is shorter; ``divergence_factor=None`` turns the check off (nan and inf
             always stop a run).
+        cuda_graph: ``"auto"`` (default): on CUDA, after a few eager warm-up steps, capture the whole
+            training step (forward, loss, backward, Adam) as a CUDA graph and replay it, which removes
+            the per-kernel launch cost that dominates small QIREN steps; steps that cannot be
+            captured (CPU, ``torchrun``, mini-batches of unequal size, a host read in the model)
+            train eagerly, with the reason logged. ``True`` (or ``"on"``) refuses instead of falling
+            back; ``False`` (or ``"off"``) always trains eagerly. Losses equal the eager ones to
+            float32 rounding (the capturable Adam computes its bias corrections on the device).
+            Signal fits only (text runs train eagerly; ``True`` is refused there).
     """
 
     epochs: int = 300
@@ -68,6 +76,7 @@ class FitConfig:
     checkpoint_seconds: float | None = None
     divergence_factor: float | None = 100.0
     divergence_patience: int = 10
+    cuda_graph: bool | str = "auto"
 
     def __post_init__(self):
         def is_int(v):
@@ -109,6 +118,13 @@ class FitConfig:
             raise ValueError(f"divergence_factor must exceed 1 (a loss this many times its start), got {self.divergence_factor!r}")
         if not is_int(self.divergence_patience) or self.divergence_patience < 1:
             raise ValueError(f"divergence_patience must be a positive int, got {self.divergence_patience!r}")
+        graph = self.cuda_graph
+        if isinstance(graph, str):
+            graph = {"auto": "auto", "on": True, "off": False}.get(graph)
+        if not isinstance(graph, bool) and graph != "auto":
+            raise ValueError(f"cuda_graph must be 'auto' (graph the step on CUDA when it can), True / 'on' (graph or "
+                             f"refuse) or False / 'off' (eager), got {self.cuda_graph!r}")
+        object.__setattr__(self, "cuda_graph", graph)
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ValueError(f"progress must be True, False or None (auto), got {self.progress!r}")
 
@@ -170,6 +186,7 @@ class FitResult:
     checkpoint: str | None = None
     info: dict = field(default_factory=dict)
     steps: int | None = None  # optimiser steps (text runs)
+    step_mode: str = "eager"  # "cuda-graph", or "eager (reason)": how the training steps ran
 
     @property
     def seconds_per_epoch(self) -> float | None:
@@ -183,7 +200,8 @@ class FitResult:
         return {"params": self.params, "epochs": self.epochs, "seconds": self.seconds,
                 "seconds_per_epoch": self.seconds_per_epoch, "device": self.device, "world_size": self.world_size,
                 "metrics": self.metrics, "eval_metrics": self.eval_metrics, "config": self.config.to_dict(),
-                "history": self.history, "checkpoint": self.checkpoint, "steps": self.steps, **self.info}
+                "history": self.history, "checkpoint": self.checkpoint, "steps": self.steps,
+                "step_mode": self.step_mode, **self.info}
 
     def __repr__(self) -> str:
         # one line: the dataclass default would print the whole model and history

@@ -30,6 +30,7 @@ from .common import (
     setup_device,
 )
 from .config import FitConfig, FitResult
+from .cuda_graph import GraphedSteps, checkpoint_state, graph_blockers, make_capturable, set_lr
 from .device import Progress, progress_enabled
 from .metrics import signal_metrics
 
@@ -193,6 +194,23 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
     full = cfg.batch_size is None or cfg.batch_size >= n
     if ctx is not None and (n if full else cfg.batch_size) < world:
         raise ValueError(f"{world} processes need batches of at least {world} points; got {n if full else cfg.batch_size}")
+
+    def step(x, y, size):
+        """One optimiser step on the points ``x`` -> ``y`` (``size``: the batch's global count);
+        returns the detached sum of squared errors of this rank's points."""
+        pred = net(x)
+        if pred.shape != y.shape:
+            raise ValueError(f"the model outputs shape {tuple(pred.shape)} for {x.shape[0]} points but the "
+                             f"values have shape {tuple(y.shape)}; build it with out_features={c}")
+        sse = ((pred - y) ** 2).sum()
+        # DDP averages gradients over ranks: W * local SSE / global count -> global MSE gradient.
+        loss = sse * (world / (size * c))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return sse.detach()
+
+    graphed, step_mode = _graphed_steps(cfg, model, dev, ctx, n, full, opt, coords, values, step)
     n_params = count_parameters(model)
     record = {"data": data.describe(), "data_fingerprint": data.fingerprint(), "params": n_params,
               "model_repr": ckpt_io.model_signature(model),  # the caller's model (not the DDP copy)
@@ -201,7 +219,7 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
     def save(epoch_done: int, seconds: float, final_metrics=None):
         if checkpoint_dir is None or not main:
             return
-        ckpt_io.save_checkpoint(checkpoint_dir, epoch=epoch_done, model=inner, optimizer=opt,
+        ckpt_io.save_checkpoint(checkpoint_dir, epoch=epoch_done, model=inner, optimizer=_Saved(opt),
                                 rng=rng_state(gen, dev), info={"config": cfg.to_dict(), "history": history,
                                                                 "seconds": seconds, "metrics": final_metrics, **record})
 
@@ -212,34 +230,31 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
     try:
         for epoch in range(start, cfg.epochs):
             lr = cfg.lr_at(epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            set_lr(opt, lr)
             net.train()
             if full:
                 batches = [None]
             else:
                 perm = torch.randperm(n, generator=gen)
                 batches = list(torch.tensor_split(perm, max(1, n // cfg.batch_size)))
-            sse_epoch = torch.zeros((), dtype=torch.float64, device=dev)
-            for batch in batches:
-                if batch is None and ctx is None:
-                    x, y, size = coords, values, n
-                else:
-                    idx = torch.arange(n) if batch is None else batch
-                    size = idx.numel()
-                    local = ddp.shard(idx, ctx).to(dev)
-                    x, y = coords[local], values[local]
-                pred = net(x)
-                if pred.shape != y.shape:
-                    raise ValueError(f"the model outputs shape {tuple(pred.shape)} for {x.shape[0]} points but the "
-                                     f"values have shape {tuple(y.shape)}; build it with out_features={c}")
-                sse = ((pred - y) ** 2).sum()
-                # DDP averages gradients over ranks: W * local SSE / global count -> global MSE gradient.
-                loss = sse * (world / (size * c))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sse_epoch += sse.detach().double()
+            if graphed is not None:
+                # One host-to-device copy of the permutation per epoch; each step copies its slice
+                # into the graph's index buffer on the device.
+                graphed.acc.zero_()
+                for batch in (batches if full else perm.to(dev).tensor_split(len(batches))):
+                    graphed(batch)
+                sse_epoch = graphed.acc
+            else:
+                sse_epoch = torch.zeros((), dtype=torch.float64, device=dev)
+                for batch in batches:
+                    if batch is None and ctx is None:
+                        x, y, size = coords, values, n
+                    else:
+                        idx = torch.arange(n) if batch is None else batch
+                        size = idx.numel()
+                        local = ddp.shard(idx, ctx).to(dev)
+                        x, y = coords[local], values[local]
+                    sse_epoch += step(x, y, size).double()
             ddp.all_reduce_sum(sse_epoch, ctx)
             epoch_loss = float(sse_epoch) / (n * c)
             guard.check(epoch_loss, epoch + 1)
@@ -255,6 +270,10 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
             log.debug("epoch %d loss %.6g lr %.3g", epoch + 1, epoch_loss, lr)
     finally:
         bar.close()
+    if graphed is not None:
+        step_mode = graphed.mode
+        opt.zero_grad(set_to_none=True)  # the gradients live in the graph's memory pool: release both
+        del graphed
     seconds = elapsed + time.perf_counter() - t0
     if ctx is not None:  # the caller's model gets the weights trained in the synchronised copy
         model.load_state_dict(inner.state_dict())
@@ -273,4 +292,41 @@ def _train(model, data: Signal, eval_data, cfg: FitConfig, dev, ctx, checkpoint,
     where = None if checkpoint_dir is None else str(Path(checkpoint_dir) / ckpt_io.INDEX)
     return FitResult(model=model, history=history, metrics=metrics, eval_metrics=eval_metrics, params=n_params,
                      seconds=seconds, epochs=cfg.epochs, device=str(dev), world_size=world, config=cfg,
-                     checkpoint=where, info=dict(info))
+                     checkpoint=where, info=dict(info), step_mode=step_mode)
+
+
+class _Saved:
+    """What a checkpoint stores of the optimiser: its state in the eager form (see
+    :func:`.cuda_graph.checkpoint_state`)."""
+
+    def __init__(self, opt):
+        self.opt = opt
+
+    def state_dict(self):
+        return checkpoint_state(self.opt)
+
+
+def _graphed_steps(cfg: FitConfig, model, dev, ctx, n: int, full: bool, opt, coords, values, step):
+    """``(GraphedSteps or None, step mode)``: ``None`` trains eagerly (the reason logged on CUDA,
+    raised for ``cuda_graph=True``)."""
+    if cfg.cuda_graph is False:
+        return None, "eager (cuda_graph=False)"
+    blockers = graph_blockers(model, dev, ctx, n, None if full else cfg.batch_size)
+    if blockers:
+        if cfg.cuda_graph is True:
+            raise ValueError(f"cuda_graph=True, but this training step cannot be replayed from a CUDA graph: "
+                             f"{'; '.join(blockers)}. Pass cuda_graph='auto' (graph where it can, eager elsewhere) "
+                             f"or cuda_graph=False")
+        if dev.type == "cuda":  # on the CPU eager is simply the path, nothing to report
+            log.info("qlite.fit: training eagerly: %s", "; ".join(blockers))
+        return None, f"eager ({'; '.join(blockers)})"
+    make_capturable(opt, dev)
+    batch = None if full else n // max(1, n // cfg.batch_size)
+
+    def step_on(idx):
+        if idx is None:
+            return step(coords, values, n)
+        return step(coords[idx], values[idx], batch)
+
+    graphed = GraphedSteps(step_on, opt, dev, batch=batch, strict=cfg.cuda_graph is True)
+    return graphed, graphed.mode

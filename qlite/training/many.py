@@ -167,6 +167,9 @@ def fit_many(models: Sequence[nn.Module] | Callable[[int], nn.Module], data, con
         if getattr(configs[0], name) == 1:
             raise ValueError(f"{name} must be None (all points) or an int >= 2 (BatchNorm needs two points), got 1")
     _lockstep(configs)
+    if configs[0].cuda_graph is True:
+        raise ValueError("cuda_graph=True applies to qlite.fit; fit_many trains its batched model eagerly (pass "
+                         "cuda_graph='auto' or False)")
     check_same_architecture(built)
     dev, _ = setup_device(device, configs[0])
     return _train_many(built, data, eval_data, configs, dev)

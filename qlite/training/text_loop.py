@@ -194,6 +194,9 @@ def fit_text(model: nn.Module, data: TextData, config: FitConfig | None = None, 
     cfg = build_config(config, overrides, checkpoint.info["config"] if checkpoint else None)
     if cfg.batch_size is None:
         raise ValueError("text training needs batch_size= (windows per optimiser step), e.g. batch_size=8")
+    if cfg.cuda_graph is True:
+        raise ValueError("cuda_graph=True applies to signal fits; text runs train eagerly (pass cuda_graph='auto' "
+                         "or False)")
     n = data.train.shape[0]
     per_epoch = max(1, n // cfg.batch_size)
     total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * per_epoch
