@@ -16,10 +16,11 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--qubits", type=int, nargs="+", default=[8, 9, 10])
     ap.add_argument("--precisions", nargs="+", default=["ieee", "tf32x3", "tf32"])
+    ap.add_argument("--kernels", nargs="+", default=["complex", "realry"])
     ap.add_argument("--out", default="experiments/results")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = fused_accuracy(args.device, tuple(args.qubits), precisions=tuple(args.precisions))
+    rows = fused_accuracy(args.device, tuple(args.qubits), precisions=tuple(args.precisions), kernels=tuple(args.kernels))
     m = machine_info(args.device)
     lines = [f"### {m.get('cuda_device') or m['cpu']} — {m['date']}", "",
              "Largest absolute error against the unfused float64 path (QIREN layer, 2 re-uploads, 256 points).", "",

@@ -27,3 +27,22 @@ if [[ $what == fitpath ]]; then  # issue 13 item 4: qlite.fit's CUDA-graph step 
     --rootdir "$REPO" "$REPO/tests/fit/test_cuda_graph.py" "$REPO/tests/fit/test_fit.py" 2>&1 | tail -25) | tee "$R/gpu_tests_fitpath.log"
   python3 experiments/bench_fit_path.py --device cuda --out "$R" 2>&1 | tail -30
 fi
+if [[ $what == realry ]]; then  # issue 13 item 2: the fused real-RY kernels: tests, accuracy, tuning
+  (cd /tmp && python3 -m pytest -q -p no:cacheprovider --import-mode=append -c "$REPO/pyproject.toml" -m "not slow" \
+    --rootdir "$REPO" "$REPO/tests/simulators/test_fused_realry.py" "$REPO/tests/simulators/test_fused.py" 2>&1 | tail -8) \
+    | tee "$R/gpu_tests_realry.log"
+  timeout 150 python3 experiments/check_fused.py --device cuda --qubits 8 10 12 --precisions ieee tf32x3 --out "$R"
+  timeout 150 python3 experiments/tune_fused.py --device cuda --kernel realry --qubits 8 --blocks 4 8 16 \
+    --back-blocks 1 2 4 --warps 4 8 --profile fused-realry:ieee --out "$R/tune8" 2>&1 | grep -v "^tune "
+  timeout 120 python3 experiments/tune_fused.py --device cuda --kernel realry --qubits 10 12 --blocks 1 2 \
+    --back-blocks 1 2 --warps 4 8 --profile --out "$R/tune12" 2>&1 | grep -v "^tune "
+  for k in realry complex; do  # the hybrid-LM workload: one 8-qubit QuantumLayer on 4,096 tokens
+    timeout 60 python3 experiments/tune_fused.py --device cuda --kernel $k --qubits 8 --batch 4096 --blocks 8 \
+      --back-blocks 4 --warps 8 --profile --out "$R/layer4096_$k" 2>&1 | grep -v "^tune "
+  done
+fi
+if [[ $what == realry-bench ]]; then  # issue 13 targets: default path vs each kernel family vs PennyLane, same run
+  python3 experiments/bench_simulator.py --device cuda --points 1024 16384 65536 --qubits 10 12 14 \
+    --qubit-points 65536 --strategies auto+graph fused-realry:ieee+graph fused-realry:tf32x3+graph \
+    fused-complex:ieee+graph factored+graph --backends --repeats 5 --tag cuda_realry --out "$R"
+fi

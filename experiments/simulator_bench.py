@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def backend_options(spec: str) -> dict:
-    """``"auto"`` / ``"dense"`` / ``"factored"`` (unfused), ``"fused:<precision>"``; a ``+graph``
-    suffix (handled by the caller) replays the step as a CUDA graph."""
+    """``"auto"`` / ``"dense"`` / ``"factored"`` (unfused), ``"fused:<precision>"`` (the kernels
+    ``fused_kernel="auto"`` picks), ``"fused-realry:<precision>"`` / ``"fused-complex:<precision>"``
+    (one family of kernels); a ``+graph`` suffix (handled by the caller) replays the step as a CUDA graph."""
     spec = spec.removesuffix("+graph")
     if spec.startswith("fused"):
-        _, _, prec = spec.partition(":")
-        return {"fused": True, "precision": prec or "tf32x3"}
+        head, _, prec = spec.partition(":")
+        kernel = head.partition("-")[2] or "auto"
+        return {"fused": True, "precision": prec or "tf32x3", "fused_kernel": kernel}
     return {"strategy": spec, "fused": False if spec != "auto" else "auto"}
 
 
@@ -86,8 +88,9 @@ def run(points=(1024, 16384, 65536), qubits=(4, 6, 10, 12, 14), qubit_points: in
     x, y = _data(qubit_points, device, g)
     for n in qubits:
         for strategy in strategies:
-            if (strategy == "dense" and n > 11) or (strategy.startswith("fused") and not 8 <= n <= 10):
-                continue  # dense 2**n x 2**n products: not a contender; fused: 8 to 10 qubits only
+            top = 10 if strategy.startswith("fused-complex") else 12
+            if (strategy == "dense" and n > 11) or (strategy.startswith("fused") and not 8 <= n <= top):
+                continue  # dense 2**n x 2**n products: not a contender; fused: 8 to 12 (complex: 10) qubits
             torch.manual_seed(seed)
             model = QIREN(2, 1, hidden_features=n, **backend_options(strategy)).to(device)
             try:
@@ -174,7 +177,7 @@ def strategy_sweep(qubits=range(2, 13), batches=(1024, 65536), device="cpu", chu
 
 
 def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int = 0,
-                   precisions=("ieee", "tf32x3", "tf32")) -> list[dict]:
+                   precisions=("ieee", "tf32x3", "tf32"), kernels=("complex", "realry")) -> list[dict]:
     """Largest errors of the fused kernels (each precision) and of the unfused float32 path against
     the unfused float64 path: values and gradients of weights and inputs."""
     from qlite.simulators import NativeBackend, reuploading_circuit
@@ -196,7 +199,8 @@ def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int
 
         ref = grads(NativeBackend(strategy="factored", fused=False), torch.float64)
         cases = [("unfused", NativeBackend(strategy="factored", fused=False))]
-        cases += [(f"fused:{p}", NativeBackend(fused=True, precision=p)) for p in precisions]
+        cases += [(f"fused-{k}:{p}", NativeBackend(fused=True, precision=p, fused_kernel=k)) for k in kernels
+                  for p in precisions if k == "realry" or n <= 10]
         for name, backend in cases:
             try:
                 got = grads(backend, torch.float32)
@@ -211,7 +215,7 @@ def fused_accuracy(device="cuda", qubits=(8, 9, 10), batch: int = 256, seed: int
 
 
 def tune_fused(device="cuda", qubits=(8,), batch: int = 65536, blocks=(4, 8, 16), back_blocks=(1, 2, 4),
-               warps=(4, 8), precision: str = "ieee", repeats: int = 10) -> list[dict]:
+               warps=(4, 8), precision: str = "ieee", repeats: int = 10, kernel: str = "auto") -> list[dict]:
     """Forward and forward + backward of one QIREN layer, fused per (block, backward block, warps),
     and unfused (factored) for comparison."""
     from qlite.layers import QuantumLayer
@@ -220,7 +224,8 @@ def tune_fused(device="cuda", qubits=(8,), batch: int = 65536, blocks=(4, 8, 16)
     for n in qubits:
         x = torch.rand(batch, n, device=device, requires_grad=True)
         configs = [dict(fused=False, strategy="factored")]
-        configs += [dict(fused=True, precision=precision, fused_block=bs, fused_back_block=bb, fused_warps=nw)
+        configs += [dict(fused=True, precision=precision, fused_block=bs, fused_back_block=bb, fused_warps=nw,
+                         fused_kernel=kernel)
                     for bs in blocks for bb in back_blocks for nw in warps if bb <= bs]
         for cfg in configs:
             torch.manual_seed(0)

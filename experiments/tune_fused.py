@@ -21,19 +21,20 @@ def main():
     ap.add_argument("--back-blocks", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--warps", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--precision", default="ieee")
+    ap.add_argument("--kernel", default="auto", choices=["auto", "realry", "complex"])
     ap.add_argument("--profile", nargs="*", default=["fused:ieee", "factored"])
     ap.add_argument("--out", default="experiments/results")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = tune_fused(args.device, tuple(args.qubits), args.batch, args.blocks, args.back_blocks, args.warps,
-                      args.precision)
+                      args.precision, kernel=args.kernel)
     m = machine_info(args.device)
     lines = [f"### {m.get('cuda_device') or m['cpu']} — {m['date']}", "",
-             f"One QIREN layer (2 re-uploads), {args.batch} points, precision {args.precision}.", "",
+             f"One QIREN layer (2 re-uploads), {args.batch} points, precision {args.precision}, kernels {args.kernel}.", "",
              "| qubits | path | forward block | backward block | warps | forward ms | forward + backward ms |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        path = "fused" if r["fused"] else "unfused (factored)"
+        path = f"fused ({r['fused_kernel']})" if r["fused"] else "unfused (factored)"
         cfg = f"| {r['qubits']} | {path} | {r.get('fused_block', '')} | {r.get('fused_back_block', '')} | {r.get('fused_warps', '')}"
         if "error" in r:
             lines.append(f"{cfg} | {r['error']} | |")
