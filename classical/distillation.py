@@ -151,6 +151,9 @@ def train_student(
                 if step % 10 == 0 or step == steps - 1:
                     log.info("distill step %d/%d: %s loss %.4f (%.1fs)", step + 1, steps, loss, history[-1], time.perf_counter() - t0)
     finally:
+        # the last step's gradients would stay on the parameters: a second copy of every trained tensor
+        # (a healed model was resident at twice its bytes, issue 17)
+        opt.zero_grad(set_to_none=True)
         student.train(was)
         if teacher is not None:
             teacher.train(teacher_was)  # the caller's teacher leaves in the mode it came in

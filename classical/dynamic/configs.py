@@ -67,17 +67,25 @@ class NeuronPredictor(CompressionConfig):
 
     Args:
         rank: rank of the predictor.
-        sparsity: fraction of the intermediate neurons not computed, in [0, 1).
-        steps, lr: Adam steps and learning rate of the predictor's training (binary cross-entropy).
-        max_tokens: calibration tokens kept per MLP for training.
+        sparsity: fraction of the intermediate neurons kept from the down projection, in [0, 1).
+        steps, lr: Adam steps (cosine-annealed) and learning rate of the predictor's training: binary
+            cross-entropy, each label weighted by how far its ``|h|`` lies from the token's K-th largest
+            (a neuron at the boundary costs little either way).
+        max_tokens: calibration tokens kept per MLP for training (the last eighth held out).
+        recall: ``None``: the top K scores are the neurons computed. A value in (0, 1]: two stages — the
+            predictor proposes ``K' >= K`` candidates, ``K'`` calibrated per MLP on the held-out tokens so that
+            the candidates hold ``recall`` of the truly active neurons; their gate / up rows are computed and
+            the K largest ``|h|`` among them pass to the down projection. Gate / up then read ``K' / width``
+            of their rows (less saving), the down projection ``K / width``.
     """
 
     needs_calibration: ClassVar[bool] = True
     rank: int = 64
     sparsity: float = 0.5
-    steps: int = 200
+    steps: int = 500
     lr: float = 1e-2
     max_tokens: int = 8192
+    recall: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,10 +95,15 @@ class NeuronPredictor(CompressionConfig):
         _positive_int(self.max_tokens, "max_tokens", "NeuronPredictor")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ValueError(f"NeuronPredictor: lr must be a positive number, got {self.lr!r}")
+        if self.recall is not None and (isinstance(self.recall, bool) or not isinstance(self.recall, (int, float))
+                                        or not 0 < self.recall <= 1):
+            raise ValueError(f"NeuronPredictor: recall is the fraction of truly active neurons the candidates must hold "
+                             f"and must lie in (0, 1], or be None (no second stage), got {self.recall!r}")
 
     @property
     def name(self) -> str:
-        return f"NeuronPredictor(rank={self.rank}, {self.sparsity:g})"
+        rec = "" if self.recall is None else f", recall {self.recall:g}"
+        return f"NeuronPredictor(rank={self.rank}, {self.sparsity:g}{rec})"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import torch
 
 from qlite.classical import ActivationSparsity, LayerSkip, NeuronPredictor, ShareLayers, compress, state_bytes
 from qlite.classical.dynamic import IdentityBlock, SparseMLP, mlp_modules, skip_blocks, threshold_for, topk_mask
+from qlite.classical.dynamic.activation import candidates_for_recall, capture_mlp_io
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_threshold_for_order_statistic():
     assert threshold_for(v, 0.0) < 0
 
 
-@pytest.mark.parametrize("mode", ["topk", "threshold", "predictor"])
+@pytest.mark.parametrize("mode", ["topk", "threshold", "predictor", "predictor-2stage"])
 def test_sparse_decode_equals_dense_with_same_mask(tiny_llm, mode):
     model, _ = tiny_llm
     mlp = copy.deepcopy(model.model.layers[0].mlp).double()
@@ -75,7 +76,10 @@ def test_sparse_decode_equals_dense_with_same_mask(tiny_llm, mode):
     mlp.act_fn = torch.nn.ReLU()
     g = torch.Generator().manual_seed(0)
     pred = (torch.randn(32, 4, generator=g, dtype=torch.float64), torch.randn(4, 64, generator=g, dtype=torch.float64))
-    sp = SparseMLP(mlp, mode, k=20, threshold=5.0, predictor=pred if mode == "predictor" else None)
+    two = mode == "predictor-2stage"
+    mode = "predictor" if two else mode
+    sp = SparseMLP(mlp, mode, k=20, threshold=5.0, predictor=pred if mode == "predictor" else None,
+                   candidates=40 if two else None)
     for _ in range(5):
         x = torch.randint(-2, 3, (1, 1, 32)).double()
         mask = sp.mask(x)
@@ -83,6 +87,13 @@ def test_sparse_decode_equals_dense_with_same_mask(tiny_llm, mode):
         # and the dense masked computation is the plain MLP with zeroed activations
         h = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
         assert torch.equal(sp.dense_masked(x, mask), mlp.down_proj(h * mask))
+        if mode != "threshold":
+            assert int(mask.sum()) == 20
+        if two:  # the kept set is the 20 largest |h| among the 40 highest scores
+            cand = torch.zeros(64, dtype=torch.bool)
+            cand[sp.predict(x).reshape(-1).topk(40).indices] = True
+            a = h.reshape(-1).abs()
+            assert bool(cand[mask.reshape(-1)].all()) and a[mask.reshape(-1)].min() >= a[cand & ~mask.reshape(-1)].max()
     # several tokens: the dense masked path
     x = torch.randint(-2, 3, (2, 3, 32)).double()
     assert torch.equal(sp(x), sp.dense_masked(x, sp.mask(x)))
@@ -105,6 +116,41 @@ def test_predictor_trains_and_reports_recall(tiny_llm):
     with torch.no_grad():
         g = res.model.generate(calib[0], max_new_tokens=3, do_sample=False)
     assert g.shape == (1, 19)
+
+
+def test_candidates_for_recall_brute_force():
+    g = torch.Generator().manual_seed(0)
+    scores, labels = torch.randn(6, 30, generator=g), topk_mask(torch.randn(6, 30, generator=g), 10)
+    for target in (0.3, 0.5, 0.9, 1.0):
+        def rec(kk):
+            c = torch.zeros_like(labels).scatter_(-1, scores.topk(kk, dim=-1).indices, True)
+            return int((c & labels).sum())
+        want = next(kk for kk in range(10, 31) if rec(kk) >= target * int(labels.sum()) - 1e-9)
+        assert candidates_for_recall(scores, labels, target, 10) == want
+
+
+def test_two_stage_predictor_reaches_recall(tiny_llm):
+    model, calib = tiny_llm
+    res = compress(model, [NeuronPredictor(rank=4, sparsity=0.5, steps=30, recall=0.95)], calib)
+    for r in res.report.layers:
+        assert 32 <= r.extra["candidates"] <= 64 and r.extra["candidate_recall"] >= r.extra["recall"] - 1e-9
+    mlp = res.model.model.layers[0].mlp
+    assert mlp.candidates == res.report.layers[0].extra["candidates"]
+    x = torch.randn(1, 1, 32)
+    assert int(mlp.mask(x).sum()) == 32  # still K = 32 neurons reach the down projection
+
+
+def test_capture_keeps_inputs_and_activations_aligned(tiny_llm):
+    """max_tokens cutting a window: x and h stay token for token (the window that filled the budget lost h)."""
+    model, calib = tiny_llm
+    mlps = mlp_modules(model)
+    st = capture_mlp_io(model, mlps, calib, want_inputs=True, max_values=10, max_tokens=20,
+                        generator=torch.Generator().manual_seed(0))
+    for name, m in mlps:
+        x, h = st[name]["x"], st[name]["h"]
+        assert x.shape[0] == h.shape[0] == 20
+        with torch.no_grad():
+            torch.testing.assert_close(h, m.act_fn(m.gate_proj(x)) * m.up_proj(x))
 
 
 def test_static_skip_equals_identity_blocks(llm4):
@@ -166,6 +212,32 @@ def test_sharing_heals_by_distillation(llm4):
     L = healed.model.model.layers
     assert L[0].mlp.up_proj.weight is L[1].mlp.up_proj.weight  # still tied after training
     assert not torch.equal(L[0].mlp.up_proj.weight, plain.model.layers[0].mlp.up_proj.weight)
+
+
+def test_sharing_tie_survives_healing_and_memory_matches_bytes(llm4):
+    """Every shared linear of every group is one storage after healing, and the healed model holds no more
+    than its counted bytes: no gradients left on the parameters (they doubled a healed SmolLM2's resident
+    size, 653 vs 326 MB), no untied copies."""
+    from qlite.classical.memory import tensor_bytes
+
+    model, calib = llm4
+    healed = compress(model, [ShareLayers(2, heal_steps=3, heal_lr=3e-3)], calib)
+    m = healed.model
+    L = m.model.layers
+    names = [n for n, x in L[0].named_modules() if isinstance(x, torch.nn.Linear)]
+    assert len(names) == 7  # q, k, v, o, gate, up, down
+    for a, b in ((0, 1), (2, 3)):
+        for n in names:
+            wa, wb = L[a].get_submodule(n).weight, L[b].get_submodule(n).weight
+            assert wa.data_ptr() == wb.data_ptr(), f"{n} of blocks {a}, {b} untied after healing"
+    for a, b in ((0, 2), (1, 3)):  # different groups stay different
+        assert L[a].mlp.up_proj.weight.data_ptr() != L[b].mlp.up_proj.weight.data_ptr()
+    assert all(p.grad is None for p in m.parameters()), "healing left gradients on the parameters"
+    plain = compress(model, [ShareLayers(2)]).model
+    assert state_bytes(m) == state_bytes(plain) == healed.report.bytes_after
+    assert tensor_bytes(m) == tensor_bytes(plain)  # (tensor_bytes adds rotary's non-persistent buffers)
+    # the unique parameters after healing: 4 blocks' norms + 2 groups' linears + embeddings/final norm
+    assert len(list(m.parameters())) == len(list(plain.parameters()))
 
 
 def test_caller_model_untouched_unless_inplace(llm4):
