@@ -10,6 +10,7 @@ from .compress import CompressionReport, CompressionResult, compress
 from .config import CompressionConfig, recipe_from_json, recipe_to_json
 from .granularity import PerChannel, PerGroup, PerTensor
 from .quant import AWQ, GPTQ, RTN, AngleQuant, LLMInt8, QuantizedLinear, SmoothQuant, SqueezeLLM, QAT
+from .quant import OmniQuant
 from .gqa import GQA, convert_gqa
 from .lowrank import FactorizedEmbedding, LoRARecover, LowRank, LowRankLinear
 from .sparse import Magnitude, NMPattern, SparseGPT, SparseLinear, StructuredPrune, Wanda
@@ -61,7 +62,7 @@ __all__ = [
     "ActivationSparsity", "NeuronPredictor", "LayerSkip", "ShareLayers", "SparseMLP",
     "compress", "CompressionReport", "CompressionResult", "CompressionConfig", "recipe_from_json",
     "recipe_to_json", "PerChannel", "PerGroup", "PerTensor", "RTN", "LLMInt8", "SmoothQuant", "GPTQ", "AWQ",
-    "AngleQuant", "SqueezeLLM", "QAT", "QuantizedLinear", "Blocks", "find_blocks", "linear_layers", "LayerRecord", "LinearTransform",
+    "AngleQuant", "SqueezeLLM", "QAT", "OmniQuant", "QuantizedLinear", "Blocks", "find_blocks", "linear_layers", "LayerRecord", "LinearTransform",
     "Transform", "state_bytes", "transform_for", "evaluate", "load_causal_lm", "smollm2_gguf_path",
     "Magnitude", "Wanda", "SparseGPT", "NMPattern", "StructuredPrune", "SparseLinear", "LowRank", "LoRARecover", "FactorizedEmbedding",
     "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from qlite.classical import AWQ, GPTQ, RTN, LLMInt8, PerGroup, SmoothQuant, SqueezeLLM
+from qlite.classical import AWQ, GPTQ, QAT, RTN, LLMInt8, OmniQuant, PerGroup, SmoothQuant, SqueezeLLM
 from qlite.classical.crosscheck import bnb_llm_int8, torchao_awq, torchao_gptq, torchao_smoothquant
 from qlite.classical.evaluation import calibration_segments, corpus_tokens, split_halves
 from qlite.classical.export import export_torchao, probe_backends, torchao_configs
@@ -36,6 +36,13 @@ def main() -> None:
     p.add_argument("--timing-calib", type=int, default=128, help="segments for the GPTQ timing row (0: skip)")
     p.add_argument("--crosscheck-calib", type=int, default=8, help="segments for torchao's AWQ, which keeps every input")
     p.add_argument("--awq-rows", type=int, default=4096, help="token rows sampled for AWQ's searches (0: all)")
+    p.add_argument("--omni-calib", type=int, default=128, help="calibration segments for OmniQuant (the paper: 128)")
+    p.add_argument("--omni-epochs", type=int, default=20, help="OmniQuant epochs per block (the paper: 20)")
+    p.add_argument("--omni-lwc-lr", type=float, default=1e-2, help="OmniQuant clipping learning rate (the paper: 1e-2)")
+    p.add_argument("--qat-steps", type=int, default=100, help="QAT optimizer steps")
+    p.add_argument("--qat-samples", type=int, default=32, help="QAT self-generated sequences")
+    p.add_argument("--qat-seqlen", type=int, default=256, help="QAT self-generated sequence length")
+    p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate")
     p.add_argument("--offload", action="store_true", help="keep only the calibrated block on --device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -83,6 +90,8 @@ def main() -> None:
         f"wikitext2 first half, {a.crosscheck_calib}x{a.seqlen} (cross-checks)": calibration_segments(calib_tokens, a.crosscheck_calib, a.seqlen, a.seed),
     }
     wiki, ood, small = list(calib_sets)
+    omni_set = f"wikitext2 first half, {a.omni_calib}x{a.seqlen} (OmniQuant)"
+    calib_sets[omni_set] = calibration_segments(calib_tokens, a.omni_calib, a.seqlen, a.seed)
     if a.timing_calib:
         calib_sets[f"wikitext2 first half, {a.timing_calib}x{a.seqlen}"] = calibration_segments(calib_tokens, a.timing_calib, a.seqlen, a.seed)
     g128 = PerGroup(128, ragged=True)  # hidden size 576 = 4 x 128 + 64: a shorter last group
@@ -116,6 +125,20 @@ def main() -> None:
         Entry("SqueezeLLM W4 (0.5% outliers)", [SqueezeLLM(4, outlier_fraction=0.005)], small,
               note="per-row Fisher-weighted k-means codebooks, 0.5% sparse float16 entries; LUT path simulated"),
         Entry("SqueezeLLM W4 (0% outliers)", [SqueezeLLM(4, outlier_fraction=0.0)], small, note="dense only"),
+        # Issue 16: OmniQuant (LWC; LET between the RMSNorms and q/k/v, gate/up for W4A8), block by block.
+        Entry("OmniQuant W3 g128", [OmniQuant(3, granularity=g128, epochs=a.omni_epochs, lwc_lr=a.omni_lwc_lr)], omni_set,
+              note=f"LWC, {a.omni_epochs} epochs, lwc_lr {a.omni_lwc_lr}; asymmetric"),
+        Entry("OmniQuant W4 g128", [OmniQuant(4, granularity=g128, epochs=a.omni_epochs, lwc_lr=a.omni_lwc_lr)], omni_set,
+              note=f"LWC, {a.omni_epochs} epochs, lwc_lr {a.omni_lwc_lr}; asymmetric"),
+        Entry("OmniQuant W4A8 g128", [OmniQuant(4, granularity=g128, act_bits=8, epochs=a.omni_epochs, lwc_lr=a.omni_lwc_lr)],
+              omni_set, note=f"LWC + LET (norm -> q/k/v, gate/up), per-token int8 activations, {a.omni_epochs} epochs"),
+        # Issue 16: QAT (LLM-QAT), distilled from the FP model on text it generates itself.
+        Entry("QAT W4 g128", [QAT(4, granularity=g128, steps=a.qat_steps, n_samples=a.qat_samples, seq_len=a.qat_seqlen,
+                                  lr=a.qat_lr)], small,
+              note=f"{a.qat_steps} steps on {a.qat_samples}x{a.qat_seqlen} self-generated tokens, lr {a.qat_lr}, from RTN"),
+        Entry("QAT W3 g128", [QAT(3, granularity=g128, steps=a.qat_steps, n_samples=a.qat_samples, seq_len=a.qat_seqlen,
+                                  lr=a.qat_lr)], small,
+              note=f"{a.qat_steps} steps on {a.qat_samples}x{a.qat_seqlen} self-generated tokens, lr {a.qat_lr}, from RTN"),
         Entry("GPTQ W4 g128 (true-sequential)", [GPTQ(4, granularity=g128, true_sequential=True)], wiki,
               note="the reference's --act-order --true-sequential"),
         Entry("GPTQ W3 g128 (true-sequential)", [GPTQ(3, granularity=g128, true_sequential=True)], wiki,

@@ -308,3 +308,72 @@ class QAT(CompressionConfig):
                 raise ValueError(f"QAT: {f} must be a positive integer (seq_len >= 2), got {v!r}")
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
             raise ValueError(f"QAT: lr must be in (0, 1), got {self.lr!r}")
+
+
+@dataclass(frozen=True)
+class OmniQuant(CompressionConfig):
+    """OmniQuant (Shao et al., ICLR 2024, arXiv:2308.13137): per block, learnable weight clipping (LWC,
+    Sec. 3.2, Eq. 2: per-group strengths ``gamma, beta = sigmoid(logits)`` shrinking the asymmetric grid's
+    range) and, for weight-activation settings, a learnable equivalent transformation (LET, Sec. 3.3,
+    Eq. 3-5: a channel-wise scale ``s`` and shift ``delta`` between a normalisation layer and the linears
+    reading its output, ``Y = ((X - delta) / s) (s W) + (B + delta W)``), trained with AdamW to reproduce
+    the full-precision block's output (MSE) on the calibration inputs, rounding straight-through. The
+    learned parameters are then folded away: ``1/s`` and the shift into the norm's weight / bias, ``s``
+    into the linears' weights, the strengths into the stored grid, so the result is ordinary
+    :class:`QuantizedLinear` layers (and the norm's own weights).
+
+    Args:
+        bits: weight bits, 2 to 8; group_size / granularity as RTN (per channel or per group; asymmetric).
+        act_bits: per-token dynamic activation bits (``None``: weight-only).
+        epochs: passes over the calibration items per block (the paper: 20 for weight-only, 20 W4A4;
+            fewer is allowed; 0 keeps the initial grid).
+        lwc_lr, let_lr: AdamW learning rates of the clipping logits and of the LET scales / shifts
+            (the paper's 1e-2 and 5e-3; weight decay 0).
+        lwc_init: initial logit of every strength (the reference's 4.0, sigmoid 0.982);
+            ``float('inf')`` starts from strength 1, exactly RTN (its gradient is then 0).
+        let: learn the equivalent transformation (default: only with ``act_bits``).
+        alpha: migration strength of the LET scale's SmoothQuant initialisation ``max|x|^a / max|W|^(1-a)``.
+    Not built: the paper's LET between ``v_proj`` and ``o_proj`` and the q/k scale of the attention
+    product (they need the attention's internals); ``down_proj`` is not transformed (as the reference does
+    for LLaMA: its input is a product, not a layer's output).
+    """
+
+    needs_calibration: ClassVar[bool] = True
+    default_granularity: ClassVar[Granularity] = PerGroup(128)
+    bits: int = 4
+    group_size: int | None = _alias()
+    act_bits: int | None = None
+    epochs: int = 20
+    lwc_lr: float = 1e-2
+    let_lr: float = 5e-3
+    lwc_init: float = 4.0
+    let: bool | None = None
+    alpha: float = 0.5
+    granularity: Granularity | None = None
+
+    @property
+    def uses_let(self) -> bool:
+        return self.act_bits is not None if self.let is None else bool(self.let)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_bits(self.bits, 2, 8, "OmniQuant")
+        _resolve_granularity(self, "OmniQuant")
+        if isinstance(self.granularity, PerTensor):
+            raise ValueError("OmniQuant: per-tensor granularity is not supported (its clipping strengths are per "
+                             "group or per channel); use PerChannel() or PerGroup(n)")
+        if self.act_bits is not None:
+            check_bits(self.act_bits, 2, 8, "OmniQuant act_bits")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"OmniQuant: epochs must be a non-negative integer, got {self.epochs!r}")
+        for f in ("lwc_lr", "let_lr"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise ValueError(f"OmniQuant: {f} must be in (0, 1), got {v!r}")
+        if isinstance(self.lwc_init, bool) or not isinstance(self.lwc_init, (int, float)) or math.isnan(self.lwc_init) \
+                or self.lwc_init == float("-inf"):
+            raise ValueError(f"OmniQuant: lwc_init must be a logit (a number, or inf for strength 1), got {self.lwc_init!r}")
+        if self.let is not None and not isinstance(self.let, bool):
+            raise ValueError(f"OmniQuant: let must be True, False or None (on with act_bits), got {self.let!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"OmniQuant: alpha must be in [0, 1], got {self.alpha!r}")
