@@ -68,7 +68,7 @@ def default_back_block(n_qubits: int) -> int:
     return max(1, 1024 >> n_qubits)
 
 
-def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: int = 8,
+def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: int | None = None,
          back_block: int | None = None) -> FusedPlan | None:
     """The uniform structure of ``run_ops``, or None where the fused kernel does not apply."""
     if len(lay.chunks) != 2:
@@ -121,7 +121,7 @@ def plan(lay, run_ops, n_qubits: int, device, block: int | None = None, warps: i
     n_layers = max(1, len(lay.wire_index))
     index = [torch.tensor([n_layers if i < 0 else i for i in ids], device=device) for ids in (kh, kl)]
     return FusedPlan(nh, nl, len(segs), sub, kh, kl, torch.stack(diag).contiguous(), torch.stack(pre).contiguous(),
-                     index[0], index[1], block or default_block(n_qubits), warps,
+                     index[0], index[1], block or default_block(n_qubits), warps or 8,
                      back_block or min(block or default_block(n_qubits), default_back_block(n_qubits)))
 
 

@@ -81,6 +81,9 @@ class RealLayout:
     ry_active: list  # [[bool per chunk] per RY layer]
     crz_signs: dict  # id(gate) -> (2**n,) sign pattern of a CRZ (control * Z_target)
     n: int
+    fixed: list  # rows of the batch-independent slots with phases (their diagonals are built in one call)
+    fixed_index: torch.Tensor  # the same rows on the device: indexing with a list copies from the host,
+    # which a CUDA graph capture refuses
 
 
 def _gate_terms(g, angle):
@@ -190,10 +193,11 @@ def make_real_layout(prog: Program, lay: Layout, device, rdtype) -> RealLayout:
             ctrl = ((k >> (n - 1 - g.wires[0])) & 1).double()
             zt = 1.0 - 2.0 * ((k >> (n - 1 - g.wires[1])) & 1).double()
             crz_signs[id(g)] = (ctrl * zt).to(device=device, dtype=rdtype)
+    fixed = [i for i, sl in enumerate(slots) if sl.enc is None and (sl.z or sl.crz)]
     return RealLayout(items, slots, n_ry, torch.tensor(target, dtype=torch.long, device=device),
                       torch.tensor(source, dtype=torch.long, device=device),
                       torch.tensor(coeff, dtype=rdtype, device=device), const.to(device=device, dtype=rdtype),
-                      ry_active, crz_signs, n)
+                      ry_active, crz_signs, n, fixed, torch.tensor(fixed, dtype=torch.long, device=device))
 
 
 def _ry_matrices(angles: torch.Tensor) -> torch.Tensor:
@@ -225,9 +229,9 @@ def build_run(real: RealLayout, lay: Layout, weights: torch.Tensor, keep_trailin
     run_ops = []
     rows = {id(s): i for i, s in enumerate(real.slots)}
     # the phases of every batch-independent slot in one call: columns of a (2**n, slots) diagonal
-    fixed = [i for i, sl in enumerate(real.slots) if sl.enc is None and (sl.z or sl.crz)]
-    fixed_col = {i: c for c, i in enumerate(fixed)}
-    diags = ops.encoding_diagonal(slot_angles[fixed].T, z_hi, z_lo, cdtype) if fixed else None
+    fixed_col = {i: c for c, i in enumerate(real.fixed)}
+    diags = (ops.encoding_diagonal(slot_angles.index_select(0, real.fixed_index).T, z_hi, z_lo, cdtype)
+             if real.fixed else None)
     for kind, item in real.items:
         if kind == "ry":
             run_ops += [RealChunk(s, w, c, item) for c, (s, w) in enumerate(lay.chunks) if real.ry_active[item][c]]
@@ -286,7 +290,7 @@ def _foldable(prev, n: int, batch: int) -> bool:
 
 def _angle(g, weights):
     p = g.params[0]
-    return weights[p.index] if p.source == "weight" else weights.new_tensor(p.value)
+    return weights[p.index] if p.source == "weight" else weights.new_full((), p.value)  # no host copy
 
 
 def _half_signs(lay: Layout):

@@ -62,7 +62,9 @@ def test_non_uniform_circuits_fall_back_or_refuse(monkeypatch):
     if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
         with pytest.raises(ValueError, match="not a uniform re-uploading program"):
             NativeBackend(fused=True, fused_kernel="complex")(c.__class__(c.n_qubits, c.gates, c.observables), w, x)
-        NativeBackend(fused="auto", fused_kernel="complex")(uniform, w.detach(), x)
+        # the interpreter runs the kernels on CPU tensors; a GPU needs them on the device
+        dev = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+        NativeBackend(fused="auto", fused_kernel="complex")(uniform, w.detach().to(dev), x.to(dev))
         assert calls  # the uniform circuit does reach the fused kernels
 
 
