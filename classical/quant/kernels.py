@@ -19,6 +19,14 @@ int8 kernel ~50 us with bfloat16 and ~725 us with float32 (dense float32: ~72 us
 bfloat16 and the layer casts its input and output: the stored codes, scales and zero points are exactly
 qlite's (``dequantized_weight()`` is unchanged), the kernel applies the scales rounded to bfloat16
 (relative 2**-9, the same order as the bfloat16 activations) -- the "kernel's rounding".
+
+The int8 kernel is a matrix-vector product: from 16 tokens on (a prefill) it is slower than dense
+float32 (576 -> 1536 at 128 tokens: 2,988 us against 2,301 us), while the int8 values cast to a transient
+bfloat16 weight (exact: ``|v| <= 128`` fits bfloat16's 8-bit significand) through the AVX512-BF16 GEMM
+take 1,238 us, the per-row scale applied to the output. The crossover is 16 tokens on this CPU
+(``experiments/bench_int_kernels.py``, second table), so from :data:`INT8_GEMM_MIN_TOKENS` tokens the
+layer takes that path; the bfloat16 copy lives for the call only, nothing is cached. There is no such
+path for int4: unpacking and scaling 4-bit codes in eager PyTorch costs more than the int4 kernel.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import torch
 CPU_COMPUTE_DTYPE = torch.bfloat16
 INT4_KERNEL_GROUPS = (256, 128, 64, 32)
 LAYOUTS = ("packed", "int4_cpu", "int8_cpu")
+# From this many tokens an int8 layer multiplies a transient bfloat16 copy of its int8 values (module docstring).
+INT8_GEMM_MIN_TOKENS = 16
 
 
 def _has(op: str) -> bool:
@@ -163,7 +173,10 @@ def kernel_forward(q, x: torch.Tensor) -> torch.Tensor:
     xb = x2.to(CPU_COMPUTE_DTYPE)
     sz = q.kernel_scale.to(CPU_COMPUTE_DTYPE)  # a no-op unless model.half() / .to(dtype) cast the buffer
     if q.layout == "int8_cpu":
-        y = torch.ops.aten._weight_int8pack_mm(xb.contiguous(), q.weight_int8, sz)
+        if xb.shape[0] >= INT8_GEMM_MIN_TOKENS:  # (T, in) @ (in, out) in bfloat16, then the (out,) row scales
+            y = torch.nn.functional.linear(xb, q.weight_int8.to(CPU_COMPUTE_DTYPE)) * sz
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(xb.contiguous(), q.weight_int8, sz)
     else:
         if q.kernel_perm is not None:
             xb = xb.index_select(1, q.kernel_perm)

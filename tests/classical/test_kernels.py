@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from qlite.classical import AWQ, GPTQ, RTN, PerGroup, compress
+from qlite.classical.memory import tensor_bytes
 from qlite.classical.quant import kernels as K
 
 G128 = PerGroup(128, ragged=True)
@@ -117,3 +118,35 @@ def test_a_model_cast_to_half_or_bfloat16_still_runs_its_kernels():
             out = h(calib[0][:2].to(dt))
             assert out.dtype == dt and h.kernel == "real-kernel"
             assert float((out.float() - y).norm() / y.norm()) < 2e-2
+
+
+@pytest.mark.parametrize("tokens,op", [(K.INT8_GEMM_MIN_TOKENS - 1, "aten::_weight_int8pack_mm"),
+                                       (K.INT8_GEMM_MIN_TOKENS, "aten::mm"), (128, "aten::mm")])
+def test_int8_layer_takes_the_bf16_gemm_from_the_crossover_and_agrees_within_bf16(tokens, op):
+    q, calib = _layer([RTN(8)])
+    x = torch.cat(calib)[:tokens]
+    y_sim = q(x)
+    assert q.use_kernel() is None
+    held = tensor_bytes(q)
+    ops = _ops(q, x)
+    assert op in ops
+    assert ("aten::_weight_int8pack_mm" in ops) == (tokens < K.INT8_GEMM_MIN_TOKENS)
+    y = q(x)
+    rel = float((y - y_sim).norm() / y_sim.norm())
+    assert 0 < rel < 1e-2, rel  # bfloat16 activations, scales and (GEMM path) output: ~2**-8
+    assert tensor_bytes(q) == held  # the bfloat16 copy lives for the call only
+
+
+def test_int8_kernel_model_logits_match_the_simulated_model_in_prefill_and_decode(tiny_llm):
+    model, windows = tiny_llm
+    sim = compress(model, RTN(8), kernels=False).model
+    real = compress(model, RTN(8)).model
+    assert all(m.kernel == "real-kernel" for m in real.modules() if hasattr(m, "layout"))
+    x = torch.cat(windows, dim=1)  # (1, 48): the GEMM path
+    with torch.no_grad():
+        a, b = sim(x).logits, real(x).logits
+        step_a = sim(x[:, :1]).logits  # one token: the int8 kernel
+        step_b = real(x[:, :1]).logits
+    for u, v in ((a, b), (step_a, step_b)):
+        assert float((u - v).norm() / u.norm()) < 1e-2
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.95

@@ -91,7 +91,7 @@ def test_realry_falls_back_or_refuses(monkeypatch):
 def test_fused_kernel_option():
     with pytest.raises(ValueError, match="unknown fused_kernel 'fast'"):
         NativeBackend(fused_kernel="fast")
-    assert [default_fused_kernel(n) for n in (6, 8, 12, 13)] == ["complex", "realry", "realry", "complex"]
+    assert [default_fused_kernel(n) for n in (6, 8, 9, 10, 12)] == ["complex", "realry", "realry", "complex", "complex"]
     # an explicit strategy is honoured: factored means the complex kernels, autograd no kernels
     c = reuploading_circuit(8, 1, 1, "cz", "rz")
     w = torch.rand(c.n_weights)
