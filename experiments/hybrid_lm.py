@@ -186,13 +186,13 @@ def sweep(arms: dict, base, data, ood, args, device, path: Path, meta: dict) -> 
     seeds = [int(s) for s in args.seeds.split(",")]
     took: dict[str, list[float]] = {}
 
-    def fits(arm) -> bool:  # the time guard: start no run expected (from this arm's last, else any last) to end late
+    def fits(arm) -> bool:  # the time guard; expected: this arm's last run, else the longest run so far
         if args.stop_at is None:
             return True
-        last = (took.get(arm) or [t for v in took.values() for t in v][-1:] or [0.0])[-1]
-        if time.time() + last <= args.stop_at:
+        expect = took[arm][-1] if arm in took else max((t for v in took.values() for t in v), default=0.0)
+        if time.time() + expect <= args.stop_at:
             return True
-        print(f"time guard: {arm} not started ({last:.0f} s expected)", flush=True)
+        print(f"time guard: {arm} not started ({expect:.0f} s expected)", flush=True)
         return False
 
     def go(arm, family, make, lr, seed):
@@ -395,7 +395,7 @@ def main(argv=None) -> int:
         unknown = sorted(set(want) - set(arms))
         if unknown:
             p.error(f"unknown arms {unknown}; tier {args.tier} has {sorted(arms)}")
-        arms = {k: v for k, v in arms.items() if k in want}
+        arms = {k: arms[k] for k in dict.fromkeys(want)}  # in the order given: the order of value on a device call
     meta = {"tier": args.tier, "title": title, "steps": args.steps, "batch": args.batch, "seqlen": args.seqlen,
             "machine": machine_info(device), "command": " ".join(["python", "experiments/hybrid_lm.py", *sys.argv[1:]]),
             "quick": args.quick}
