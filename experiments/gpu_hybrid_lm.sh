@@ -12,10 +12,12 @@
 #   call 2:      bash experiments/gpu_hybrid_lm.sh stage2        carry [".gpu/p2", ".gpu/whl", ".gpu/data"]
 #                  -> joins the halves, checks the SHA-256, runs in order of value, each run appended to
 #                     $OUT/r/hybrid_lm_*.jsonl as it ends (log in $OUT/log.txt):
-#                     1. tier A UnitaryAdapter: 4-rate grid on seed 0, then seeds 1, 2        (_h200c)
-#                     2. tier A full fine-tuning: the same                                     (_h200b)
-#                     3. tier A QuantumAdapter seed 2 (its grid and seeds 0, 1 are in _h200b)
-#                     4. tier B (experiments/hybrid_lm_tier_b.py): every arm's grid on seed 0, then seeds 1, 2
+#                     1. tier A UnitaryAdapter: 4-rate grid on seed 0, then seeds 1, 2
+#                     2. tier A full fine-tuning: the same
+#                     3. tier A QuantumAdapter seed 2 (its grid and seeds 0, 1 are in hybrid_lm_A_h200b.jsonl,
+#                        which the call starts from; 1-3 are appended to it, in one process)
+#                     4. tier B (experiments/hybrid_lm_tier_b.py, hybrid_lm_B_h200.jsonl): every arm's grid on
+#                        seed 0 in order of value, then seeds 1, 2 at the chosen rates
 #                  A time guard starts no run expected to end after BUDGET_S (default 520 s from the start of
 #                  the command; give the call timeout_s=540) and kills what still runs at that point (a killed
 #                  run is lost, the ones before it are in the files).
@@ -69,7 +71,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 rm -rf /tmp/pkg && mkdir -p /tmp/pkg  # the installed layout: qlite.simulators, qlite.classical
 cp -r qlite /tmp/pkg/qlite && cp -r simulators /tmp/pkg/qlite/simulators && cp -r classical /tmp/pkg/qlite/classical
 export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1 QLITE_DATA=$PWD/.gpu/data
-for f in hybrid_lm_A_h200b hybrid_lm_A_h200c hybrid_lm_B_h200; do  # continue from the runs already done
+for f in hybrid_lm_A_h200b hybrid_lm_B_h200; do  # continue from the runs already done
   [[ -f experiments/results/$f.jsonl ]] && cp experiments/results/$f.jsonl "$R/"
 done
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$LOG"
@@ -82,8 +84,7 @@ step() {  # one process under the time guard: soft (--stop-at, 10 s early) and h
 }
 A=(experiments/hybrid_lm.py --tier A --device cuda --gguf "$G" --steps 80 --batch 4 --seqlen 512 --eval-windows 32
    --ood-windows 32)
-step "${A[@]}" --arms unitary --tag _h200c
-step "${A[@]}" --arms full,quantum-adapter --tag _h200b
+step "${A[@]}" --arms unitary,full,quantum-adapter --tag _h200b  # one process: one model load (~15 s) saved
 step experiments/hybrid_lm_tier_b.py --device cuda --gguf "$G" --steps 80 --batch 4 --seqlen 512 --calib 32 --tag _h200
 echo "== done at $(( $(date +%s) - T0 )) s" | tee -a "$LOG"
 wc -l "$R"/*.jsonl | tee -a "$LOG"
