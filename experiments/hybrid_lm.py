@@ -35,6 +35,7 @@ import math
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -195,11 +196,20 @@ def sweep(arms: dict, base, data, ood, args, device, path: Path, meta: dict) -> 
         print(f"time guard: {arm} not started ({expect:.0f} s expected)", flush=True)
         return False
 
+    failed: set[str] = set()
+
     def go(arm, family, make, lr, seed):
-        if (arm, lr, seed) in have or not fits(arm):
+        if (arm, lr, seed) in have or arm in failed or not fits(arm):
             return
         t0 = time.perf_counter()
-        record(run_one(arm, family, make, base, data, ood, lr, seed, args, device))
+        try:
+            row = run_one(arm, family, make, base, data, ood, lr, seed, args, device)
+        except Exception:  # one arm's failure must not cost a device call's other arms: logged, the arm given up
+            traceback.print_exc()
+            print(f"{arm}: failed (traceback above); its other runs are skipped", flush=True)
+            failed.add(arm)
+            return
+        record(row)
         took.setdefault(arm, []).append(time.perf_counter() - t0)
 
     for arm, (family, make) in arms.items():

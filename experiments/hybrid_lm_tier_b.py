@@ -347,11 +347,13 @@ def sweep(arms: dict[str, Arm], base: nn.Module, data: dict, args, device, path:
     for name, arm in arms.items():
         for lr in (grid if arm.healed else (None,)):
             do(name, arm, lr, seeds[0])
-    for name, arm in arms.items():
         if not arm.healed:
+            cache.pop(name, None)  # one run only
+    for name, arm in arms.items():
+        if not arm.healed or name in failed:
             continue
         tuned = [r for r in rows if r["arm"] == name and r["seed"] == seeds[0] and r["lr"] in grid]
-        if len(tuned) < len(grid):
+        if len(tuned) < len(grid):  # the grid was cut by the time guard: the rate is not chosen yet
             left += len(seeds[1:])
             continue
         best = min(tuned, key=lambda r: r["val"]["perplexity"] if math.isfinite(r["val"]["perplexity"]) else math.inf)

@@ -135,3 +135,26 @@ def test_unknown_arm_is_refused(tmp_path, shared_data):
     pytest.importorskip("transformers")
     with pytest.raises(SystemExit):
         _load("hybrid_lm_tier_b").main(["--quick", "--arms", "nope", "--results", str(tmp_path)])
+
+
+def test_a_failing_arm_is_logged_and_the_sweep_goes_on(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    tb = _load("hybrid_lm_tier_b")
+    from qlite.models import small_llama
+
+    base = small_llama(256, hidden_size=32, n_layers=2, n_heads=2, intermediate_size=64, max_seq_len=32, seed=0).eval()
+    toks = torch.randint(0, 256, (2000,), generator=torch.Generator().manual_seed(0))
+    data = {"heal": toks[:1000], "val": toks[1000:1200], "test": toks[1200:], "base_bytes": 1}
+    args = type("A", (), {"steps": 1, "batch": 1, "seqlen": 32, "eval_batch": 4, "test_windows": 2, "seeds": "0,1",
+                          "lrs": "1e-3", "stop_at": None})()
+
+    def boom(base, seed):
+        raise RuntimeError("planted failure")
+
+    arms = {"boom": tb.Arm(boom, healed=True, trained=("model.layers.0.mlp",)),
+            "base": tb.Arm(lambda b, s: b, healed=False)}
+    path = tmp_path / "b.jsonl"
+    assert tb.sweep(arms, base, data, args, torch.device("cpu"), path, {"tier": "B"}) == 0
+    assert [json.loads(line)["arm"] for line in path.read_text().splitlines()] == ["base"]
+    out = capsys.readouterr()
+    assert "planted failure" in out.err and "boom: failed" in out.out
