@@ -432,14 +432,16 @@ def markdown(summary: list[dict]) -> str:
                      f"{_pm(s['val_ppl'])} | {un} | {led['weights_stored']:,} | {removed:,} | {led['circuit_angles']:,} | "
                      f"{led['total_trainable']:,} | {s['bytes']:,} | {'yes' if s['arm'] in front else ''} | {tps} | {peak} |")
     lines += ["", f"WikiText-2 perplexity over {summary[0]['test_tokens']:,} scored tokens of the test split's second "
-              "half; '(edge)': the rate chosen lies at an end of the grid (a wider grid is the next check); bytes are the state_dict's (float32 weights; pruned layers store kept values + a 1-bit mask; W4 "
-              "layers packed codes + float16 scales); weights stored counts a pruned layer's kept entries and a "
-              "quantized layer's codes."]
+              "half; '(edge)': the rate chosen lies at an end of the grid (a wider grid is the next check); bytes are "
+              "the state_dict's (float32 weights; pruned layers store kept values + a 1-bit mask; W4 layers packed "
+              "codes + float16 scales); weights stored counts a pruned layer's kept entries and a quantized layer's "
+              "codes."]
     q = next((s for s in summary if s["arm"] == "quantum-ffn"), None)
     if q and base:
         rise = q["test_ppl"][0] / base["test_ppl"][0] - 1
-        lines += ["", f"Target (QuantumFFN removing ~10% of the parameters, here {plan['removed'] / plan['total_params']:.1%}, "
-                  f"costs at most +5% WikiText-2 perplexity after healing and lies on the Pareto front): "
+        share = plan["removed"] / plan["total_params"]
+        lines += ["", f"Target (QuantumFFN removing ~10% of the parameters, here {share:.1%}, costs at most +5% "
+                  "WikiText-2 perplexity after healing and lies on the Pareto front): "
                   f"{rise:+.1%} over the base ({'met' if rise <= 0.05 else 'missed'}); on the front: "
                   f"{'yes' if 'quantum-ffn' in front else 'no'}."]
     return "\n".join(lines + [""])
