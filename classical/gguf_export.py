@@ -236,8 +236,9 @@ def llama_cpp_logits(llm, tokens: torch.Tensor) -> torch.Tensor:
     if not getattr(llm, "_logits_all", True):
         raise ValueError("llama_cpp_logits needs every position's logits: build the model with "
                          "llama_cpp_model(path, logits_all=True)")
-    if len(ids) > llm.n_ctx():
-        raise ValueError(f"{len(ids)} tokens exceed the llama.cpp context of {llm.n_ctx()}; pass n_ctx >= {len(ids)}")
+    room = min(llm.n_ctx(), len(llm.scores))  # llama.cpp may round its context up; the logits kept are n_ctx's
+    if len(ids) > room:
+        raise ValueError(f"{len(ids)} tokens exceed the llama.cpp context of {room}; pass n_ctx >= {len(ids)}")
     llm.reset()  # n_tokens = 0: eval drops the cache from there on
     llm.eval(ids)
     return torch.from_numpy(np.array(llm.scores[: len(ids)], dtype=np.float32))

@@ -165,23 +165,31 @@ def kernel_codes(q) -> torch.Tensor:
 
 
 def kernel_forward(q, x: torch.Tensor) -> torch.Tensor:
-    """``x' @ W.T + b`` on the real kernel, computed in :data:`CPU_COMPUTE_DTYPE`, returned in ``x``'s dtype."""
+    """``x' @ W.T + b`` on the real kernel, computed in :data:`CPU_COMPUTE_DTYPE`, returned in ``x``'s dtype.
+
+    Called once per layer and token in a decode (211 times per SmolLM2 token), where the kernel itself
+    takes ~20 us: the buffers are read from the module's dict once and the casts that would be no-ops are
+    skipped in Python (each dispatch costs ~2 us on the 2-core CPU)."""
+    buf = q._buffers  # nn.Module.__getattr__ would look each buffer up again
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
-    if q.input_scale is not None:
-        x2 = x2 * q.input_scale.to(x2.dtype)
-    xb = x2.to(CPU_COMPUTE_DTYPE)
-    sz = q.kernel_scale.to(CPU_COMPUTE_DTYPE)  # a no-op unless model.half() / .to(dtype) cast the buffer
+    if buf["input_scale"] is not None:
+        x2 = x2 * buf["input_scale"].to(x2.dtype)
+    xb = x2 if x2.dtype == CPU_COMPUTE_DTYPE else x2.to(CPU_COMPUTE_DTYPE)
+    sz = buf["kernel_scale"]
+    if sz.dtype != CPU_COMPUTE_DTYPE:  # model.half() / .to(dtype) cast the buffer
+        sz = sz.to(CPU_COMPUTE_DTYPE)
     if q.layout == "int8_cpu":
         if xb.shape[0] >= INT8_GEMM_MIN_TOKENS:  # (T, in) @ (in, out) in bfloat16, then the (out,) row scales
-            y = torch.nn.functional.linear(xb, q.weight_int8.to(CPU_COMPUTE_DTYPE)) * sz
+            y = torch.nn.functional.linear(xb, buf["weight_int8"].to(CPU_COMPUTE_DTYPE)) * sz
         else:
-            y = torch.ops.aten._weight_int8pack_mm(xb.contiguous(), q.weight_int8, sz)
+            y = torch.ops.aten._weight_int8pack_mm(xb.contiguous(), buf["weight_int8"], sz)
     else:
-        if q.kernel_perm is not None:
-            xb = xb.index_select(1, q.kernel_perm)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb.contiguous(), q.weight_int4, q.kernel_group, sz)
-    y = y.to(x.dtype)
-    if q.bias is not None:
-        y = y + q.bias.to(y.dtype)
-    return y.reshape(*shape[:-1], q.out_features)
+        perm = buf["kernel_perm"]
+        xb = xb.index_select(1, perm) if perm is not None else xb.contiguous()
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb, buf["weight_int4"], q.kernel_group, sz)
+    if y.dtype != x.dtype:
+        y = y.to(x.dtype)
+    if buf["bias"] is not None:
+        y = y + buf["bias"].to(y.dtype)
+    return y.view(*shape[:-1], q.out_features)

@@ -19,6 +19,9 @@ from . import kernels as _k
 from .primitives import dequantize_weight, pack_bits, quantize_per_token, unpack_bits
 
 
+_KERNEL_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
 class QuantizedLinear(nn.Module):
     """``y = x' @ dequant(W).T + b`` with ``W`` stored as packed ``bits``-bit codes.
 
@@ -113,7 +116,7 @@ class QuantizedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The kernels have no backward: an input that needs a gradient (LoRA / QAT through this layer)
         # takes the dequantizing path, as do other devices and dtypes.
-        if (self.layout != "packed" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+        if (self.layout != "packed" and x.is_cpu and x.dtype in _KERNEL_INPUT_DTYPES
                 and not (x.requires_grad and torch.is_grad_enabled())):
             return _k.kernel_forward(self, x)
         w = self.dequantized_weight().to(x.dtype)
