@@ -20,7 +20,7 @@ from .transform import LayerRecord, LinearTransform, Transform, state_bytes, tra
 
 def __getattr__(name):
     # The evaluation harness and the model loader import lazily (they pull in optional packages).
-    if name in ("evaluate", "EvalResult", "perplexity", "measure_latency", "corpus_tokens",
+    if name in ("evaluate", "EvalResult", "perplexity", "measure_latency", "latency_runner", "corpus_tokens",
                 "calibration_segments", "split_halves", "results_markdown", "kernel_label"):
         from . import evaluation as _ev
 

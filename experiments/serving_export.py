@@ -34,8 +34,7 @@ import numpy as np
 import torch
 
 from qlite.classical import GPTQ, RTN, PerGroup, compress, evaluate, state_bytes
-from qlite.classical.evaluation import (_cache_arg, calibration_segments, corpus_tokens, measure_latency, perplexity,
-                                       split_halves)
+from qlite.classical.evaluation import calibration_segments, corpus_tokens, latency_runner, perplexity, split_halves
 from qlite.classical.gguf_export import export_gguf, llama_cpp_logits, llama_cpp_model
 from qlite.classical.memory import resident_delta
 from qlite.classical.models import load_causal_lm, smollm2_gguf_path
@@ -100,7 +99,7 @@ def llama_cpp_perplexity(path, ev, *, seqlen: int, n_windows: int, threads: int)
 
 def llama_cpp_latency(llm, prompt: list[int], decode_tokens: int) -> dict:
     """Prefill of ``prompt`` and greedy decode of ``decode_tokens`` tokens from an empty cache (one repeat),
-    the argmax of each step's logits taken as qlite's ``measure_latency`` does. ``llm`` keeps only the last
+    the argmax of each step's logits taken as qlite's ``latency_runner`` does. ``llm`` keeps only the last
     position's logits (``logits_all=False``: llama-cpp-python then copies none, read them from the context)."""
     import llama_cpp
 
@@ -113,43 +112,22 @@ def llama_cpp_latency(llm, prompt: list[int], decode_tokens: int) -> dict:
     t0 = time.perf_counter()
     llm.eval(prompt)
     pre = time.perf_counter() - t0
-    nxt = last_argmax()
+    toks = [last_argmax()]
     t0 = time.perf_counter()
     for _ in range(decode_tokens):
-        llm.eval([nxt])
-        nxt = last_argmax()
+        llm.eval([toks[-1]])
+        toks.append(last_argmax())
     dec = (time.perf_counter() - t0) / decode_tokens
-    return {"prefill_ms": 1e3 * pre, "decode_ms_per_token": 1e3 * dec}
+    return {"prefill_ms": 1e3 * pre, "decode_ms_per_token": 1e3 * dec, "tokens": toks}
 
 
-def compiled_decoder(model, prompt: torch.Tensor, decode_tokens: int):
-    """A timing function for ``model``'s decode step under ``torch.compile`` (inductor, static shapes) with
-    transformers' ``StaticCache``: Python's per-module overhead (~20 us a layer, 211 layers a token)
-    goes, the kernels stay. The prefill runs eagerly into the same cache; the first call compiles (about a
-    minute here). Returns ``run() -> {"prefill_ms", "decode_ms_per_token", "tokens"}``."""
-    from transformers import StaticCache
-
-    P = prompt.shape[1]
-    cache = StaticCache(config=model.config, max_cache_len=P + decode_tokens + 1)
-    name = _cache_arg(model)
-    step = torch.compile(model.forward, dynamic=False)
-
-    @torch.no_grad()
-    def run() -> dict:
-        cache.reset()
-        t0 = time.perf_counter()
-        out = model(prompt, use_cache=True, cache_position=torch.arange(P), **{name: cache})
-        pre = time.perf_counter() - t0
-        nxt, toks = out.logits[:, -1:].argmax(-1), []
-        t0 = time.perf_counter()
-        for i in range(decode_tokens):
-            out = step(nxt, use_cache=True, cache_position=torch.tensor([P + i]), **{name: cache})
-            nxt = out.logits[:, -1:].argmax(-1)
-            toks.append(int(nxt))
-        return {"prefill_ms": 1e3 * pre, "decode_ms_per_token": 1e3 * (time.perf_counter() - t0) / decode_tokens,
-                "tokens": toks}
-
-    return run
+def _ms(run):
+    """qlite.classical.evaluation.latency_runner's seconds as the milliseconds of the table."""
+    def timed():
+        r = run()
+        return {"prefill_ms": 1e3 * r["prefill_s"], "decode_ms_per_token": 1e3 * r["decode_s_per_token"],
+                "tokens": r["tokens"]}
+    return timed
 
 
 def speed_part(a, model, ev, calib) -> dict:
@@ -169,11 +147,12 @@ def speed_part(a, model, ev, calib) -> dict:
                      "bytes": r.bytes, "tensor_bytes": r.tensor_bytes, "resident_bytes": resident, "note": note,
                      "build_seconds": time.perf_counter() - t0})
         if speed:
-            runners[label] = lambda: measure_latency(m, prompt, decode_tokens=a.decode_tokens, repeats=1)
+            runners[label] = _ms(latency_runner(m, prompt, decode_tokens=a.decode_tokens))
             if a.compiled:  # the same model object, its decode step compiled: a second row, same bytes
                 rows.append({**rows[-1], "label": label + " (torch.compile)", "compiled": True,
-                             "note": "decode step under torch.compile + StaticCache; prefill eager"})
-                runners[label + " (torch.compile)"] = compiled_decoder(m, prompt, a.decode_tokens)
+                             "note": "decode step under torch.compile (inductor) + StaticCache; prefill eager"})
+                runners[label + " (torch.compile)"] = _ms(latency_runner(m, prompt, decode_tokens=a.decode_tokens,
+                                                                         compiled=True))
         log.info("%s", rows[-1])
         return m
 
@@ -234,6 +213,7 @@ def speed_part(a, model, ev, calib) -> dict:
         r["latency"] = {"prefill_ms": pre, "prefill_tokens_per_s": 1e3 * a.prompt_len / pre, "decode_ms_per_token": dec,
                         "decode_tokens_per_s": 1e3 / dec, "load_average_1min": [min(loads), max(loads)],
                         "samples": s}
+        r["tokens"] = s[-1]["tokens"]  # greedy ids of the last sample: the prefill's next token, then one a step
     for llm in engines:
         llm.close()
     for p in work.iterdir():
@@ -241,7 +221,7 @@ def speed_part(a, model, ev, calib) -> dict:
     work.rmdir()
     return {"machine": machine_info("cpu"), "rows": rows, "targets": speed_targets(rows), "windows": a.windows,
             "calib": a.calib, "prompt_len": a.prompt_len, "decode_tokens": a.decode_tokens, "repeats": a.repeats,
-            "threads": a.threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+            "threads": a.threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "notes": list(a.note)}
 
 
 def _get(rows, label):
@@ -301,8 +281,9 @@ def markdown(roundtrip: dict | None, speed: dict | None) -> str:
         L += ["## Decode speed: qlite's kernels and llama.cpp, one interleaved run", "",
               machine_line(m) + f"; llama-cpp-python built from source on this machine. "
               f"OMP_NUM_THREADS={speed['omp_num_threads']}, {speed['threads']} thread(s) for torch and llama.cpp. "
-              f"**The machine was loaded**: shared with two other engineers' long jobs (1-minute load average of "
-              f"the samples in the last column; load at the end {[round(x, 2) for x in m['load_average']]}).", "",
+              f"**The machine is shared** with two other engineers' long jobs: the 1-minute load average of each "
+              f"row's samples is in the 'load' column (1.0 = this run alone on the 2 cores; load at the end "
+              f"{[round(x, 2) for x in m['load_average']]}).", "",
               f"Batch 1, prompt = the first {speed['prompt_len']} evaluation tokens, then {speed['decode_tokens']} "
               f"greedy tokens with the KV cache; the rows are timed interleaved (each round times every row once; "
               f"{speed['repeats']} rounds after a warm-up round; medians). Perplexity on {speed['windows']} windows "
@@ -311,17 +292,25 @@ def markdown(roundtrip: dict | None, speed: dict | None) -> str:
               "(state, tied tensors once) for qlite, the file for llama.cpp; resident: RSS growth while the model "
               "was built (qlite, after gc + malloc_trim) or loaded with its context (llama.cpp, no mmap).", "",
               "| row | engine | speed is | ppl | bytes MB | resident MB | resident / bytes | prefill ms | prefill tok/s "
-              "| decode ms/tok | decode tok/s | decode x FP32 | load (1 min) |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| decode ms/tok | decode tok/s | decode x FP32 | load (1 min) | same greedy ids (leading) |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         fp = _get(speed["rows"], "FP32")
+        twin = {r["label"]: (_get(speed["rows"], r["label"].removesuffix(" (torch.compile)")) if r.get("compiled")
+                             else fp if r["label"] == "llama.cpp: the wheel's Q4_1 GGUF" else None)
+                for r in speed["rows"]}
         for r in speed["rows"]:
             lat = r.get("latency")
             x = f"{lat['decode_tokens_per_s'] / fp['latency']['decode_tokens_per_s']:.2f}" if lat and fp else ""
             t = (f"{lat['prefill_ms']:.1f} | {lat['prefill_tokens_per_s']:.1f} | {lat['decode_ms_per_token']:.2f} | "
                  f"{lat['decode_tokens_per_s']:.1f} | {x} | {lat['load_average_1min'][0]:.2f}-{lat['load_average_1min'][1]:.2f}"
                  if lat else "not timed | | | | |")
+            t2 = twin[r["label"]]
+            same = ""
+            if t2 is not None and r.get("tokens") and t2.get("tokens"):
+                n = next((i for i, (u, v) in enumerate(zip(r["tokens"], t2["tokens"])) if u != v), len(r["tokens"]))
+                same = f"{n}/{len(r['tokens'])} vs {t2['label']}"
             L.append(f"| {r['label']} | {r['engine']} | {r['kernel']} | {r['perplexity']:.3f} | {r['bytes'] / 1e6:.1f} | "
-                     f"{r['resident_bytes'] / 1e6:.1f} | {r['resident_bytes'] / r['bytes']:.3f} | {t} |")
+                     f"{r['resident_bytes'] / 1e6:.1f} | {r['resident_bytes'] / r['bytes']:.3f} | {t} | {same} |")
         L += ["", "| row | note |", "|---|---|"] + [f"| {r['label']} | {r['note']} |" for r in speed["rows"]]
         L += ["", "Targets (issue 14):", "", "| target | value | limit | met | detail |", "|---|---:|---:|---|---|"]
         L += [f"| {t['target']} | {_num(t['value'])} | {t['limit']:.3f} | {t['met']} | {t['detail']} |"
@@ -337,7 +326,7 @@ def markdown(roundtrip: dict | None, speed: dict | None) -> str:
               "step (inductor, static shapes, transformers' StaticCache; about a minute per row on first call, not "
               "in the figures) and keep the same kernels and model objects (same bytes and resident size).",
               "- GPTQ W4 g128 keeps lm_head (tied to the embedding) float32: 113 MB read per token, two thirds of "
-              "the row's bytes, so eagerly it reaches ~1.9x FP32; with lm_head RTN W8 (int8 kernel) it passes 2x.",
+              "the row's bytes, so eagerly it reaches ~1.8-1.9x FP32; with lm_head RTN W8 (int8 kernel) it passes 2x.",
               "- W4 prefill: PyTorch's int4 CPU kernel costs the same per token at every batch from 8 tokens on "
               "(576 -> 1536: 20.5 us a token against 18.0 for float32 MKL; results/int_kernels_cpu.md: 2,621 vs "
               "2,276 us at 128 tokens), and dequantizing 4-bit codes to a bfloat16 weight in eager PyTorch (3.6 ms "
@@ -345,7 +334,10 @@ def markdown(roundtrip: dict | None, speed: dict | None) -> str:
               "slower than FP32 in prefill. The int8 rows take a transient bfloat16 copy of the int8 values through "
               "the bfloat16 GEMM from 16 tokens on (kernels.INT8_GEMM_MIN_TOKENS), 1.46x FP32 here.",
               "- llama.cpp's resident size includes its context (KV cache of 256 positions) and compute buffers; "
-              "qlite's includes no KV cache (built before any forward).", ""]
+              "qlite's includes no KV cache (built before any forward).",
+              "- 'same greedy ids': how many leading ids of the last sample's greedy continuation (the prefill's next "
+              "token, then one a decode step) equal those of the row named.",
+              *(f"- {n}" for n in speed.get("notes", [])), ""]
     if roundtrip:
         m = roundtrip["machine"]
         L += ["## Round trips through the files", "",
@@ -375,6 +367,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds after the warm-up round")
     p.add_argument("--compiled", type=int, default=1, help="1: also time each qlite row's decode step under "
                    "torch.compile (a second row each; ~1 minute of compilation per row)")
+    p.add_argument("--note", action="append", default=[], help="a line added to the speed part's notes")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = p.parse_args()
     parts = [x.strip() for x in a.parts.split(",") if x.strip()]
@@ -388,6 +381,8 @@ def main() -> None:
     if old and "rows" in old and "roundtrip" not in old:  # the file before the speed part: round trips only
         old = {"roundtrip": old}
     if not parts:  # rewrite the Markdown from the JSON alone
+        if old.get("speed") is not None and a.note:
+            old["speed"]["notes"] = old["speed"].get("notes", []) + a.note
         write_results(a.out, "serving_export", markdown(old.get("roundtrip"), old.get("speed")), old)
         return
     model, tok = load_causal_lm()
